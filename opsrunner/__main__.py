@@ -1,0 +1,5 @@
+"""Allow `python -m opsrunner`."""
+
+from opsrunner.cli import main
+
+main()

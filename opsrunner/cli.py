@@ -1,0 +1,35 @@
+"""The `opsrunner` command line: one noun-verb sub-command group per concern."""
+
+from __future__ import annotations
+
+import typer
+
+from opsrunner import __version__
+from opsrunner.lab.cli import app as lab_app
+from opsrunner.policy.cli import app as policy_app
+
+app = typer.Typer(
+    help="The operations regulation as policy-as-code: audit, enforce, operate, score, report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(lab_app, name="lab")
+app.add_typer(policy_app, name="policy")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"opsrunner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """opsrunner: the regulation (软件系统运营管理制度) as controls run by Ansible."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

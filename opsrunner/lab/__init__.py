@@ -1,0 +1,1 @@
+"""Disposable real Debian hosts (systemd-nspawn) for tests and the demo."""

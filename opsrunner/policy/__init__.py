@@ -1,0 +1,1 @@
+"""The regulation, controls, parameters, roster, waivers and attestations, validated once."""

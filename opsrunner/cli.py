@@ -7,6 +7,8 @@ import typer
 from opsrunner import __version__
 from opsrunner.lab.cli import app as lab_app
 from opsrunner.policy.cli import app as policy_app
+from opsrunner.policy.cli import waiver_app
+from opsrunner.runner.cli import register as register_runner
 
 app = typer.Typer(
     help="The operations regulation as policy-as-code: audit, enforce, operate, score, report.",
@@ -15,6 +17,8 @@ app = typer.Typer(
 )
 app.add_typer(lab_app, name="lab")
 app.add_typer(policy_app, name="policy")
+app.add_typer(waiver_app, name="waiver")
+register_runner(app)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,1 @@
+"""Audit, enforce and operate runs on ansible-runner, streamed into the store."""

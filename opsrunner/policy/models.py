@@ -1,0 +1,497 @@
+"""Pydantic models of every policy file: one model per file, validated at the edge."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import struct
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter  # type: ignore[import-untyped]
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from opsrunner.policy.frequency import FrequencyField
+
+Severity = Literal["low", "medium", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
+Owner = Literal[
+    "system_administrator",
+    "data_administrator",
+    "business_support",
+    "business_department",
+    "rnd",
+    "management",
+]
+Kind = Literal["automated", "manual"]
+ParamType = Literal["int", "float", "str", "bool", "list", "dict"]
+
+CONTROL_ID_RE = r"^[A-Z][A-Z0-9]{1,7}-\d{3}$"
+CLAUSE_RE = r"^\d+(\.\d+){0,2}$"
+ControlId = Annotated[str, StringConstraints(pattern=CONTROL_ID_RE)]
+ClauseNumber = Annotated[str, StringConstraints(pattern=CLAUSE_RE)]
+Name = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+Text = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+UserName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.utcoffset() != dt.timedelta(0):
+        raise ValueError("must be in UTC (end with Z or +00:00)")
+    return value
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+# Records kept in git (waivers, attestations) are in UTC, so diffs and comparisons never
+# depend on the reviewer's zone.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+Clauses = Annotated[list[ClauseNumber], BeforeValidator(_as_list), Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- policy.yml -------------------------------------------------------------------------------
+
+
+class Settings(_Model):
+    """policy.yml: the policy's name, tiers, weights and limits."""
+
+    name: Text
+    version: Text
+    description: str = ""
+    tiers: list[Name] = Field(
+        min_length=1, description="Inventory groups in order; a host's tier is the first it is in."
+    )
+    severity_weights: dict[Severity, float] = Field(
+        description="Weight of each severity in the scores."
+    )
+    waiver_max_days: dict[Severity, Annotated[int, Field(ge=1)]] = Field(
+        description="The longest a waiver of a control of this severity may run."
+    )
+    scoring_model: Literal["xccdf", "flat", "absolute"] = "xccdf"
+
+    @model_validator(mode="after")
+    def _complete(self) -> Settings:
+        for label, table in (
+            ("severity_weights", self.severity_weights),
+            ("waiver_max_days", self.waiver_max_days),
+        ):
+            missing = [s for s in SEVERITIES if s not in table]
+            if missing:
+                raise ValueError(f"{label} lacks {', '.join(missing)}")
+        if len(set(self.tiers)) != len(self.tiers):
+            raise ValueError("tiers are listed twice")
+        return self
+
+
+# --- regulation.yml ---------------------------------------------------------------------------
+
+
+class Clause(_Model):
+    """One numbered clause of the regulation."""
+
+    number: ClauseNumber
+    heading_zh: str | None = Field(
+        None, description="The regulation's own Chinese heading, where it has one."
+    )
+    heading: str | None = Field(None, description="English heading.")
+    text: Text = Field(description="What the clause asks, in English.")
+    not_applicable: str | None = Field(
+        None, description="Why no control can apply to this leaf clause (instead of covering it)."
+    )
+
+    @property
+    def depth(self) -> int:
+        """1 for a chapter, 2 for a section, 3 for an item."""
+        return self.number.count(".") + 1
+
+    @property
+    def parent(self) -> str | None:
+        """The number of the enclosing clause, if any."""
+        return self.number.rsplit(".", 1)[0] if "." in self.number else None
+
+
+class RegulationFile(_Model):
+    """regulation.yml: the regulation's own text as data."""
+
+    title: Text
+    title_zh: Text
+    note: str = ""
+    clauses: list[Clause] = Field(min_length=1)
+
+
+# --- controls/*.yml ---------------------------------------------------------------------------
+
+
+class Control(_Model):
+    """One control: checked by a role (automated) or met by an attestation (manual)."""
+
+    id: ControlId
+    title: Text
+    description: Text
+    source: Clauses = Field(
+        description="Clause numbers from regulation.yml this control implements."
+    )
+    owner: Owner
+    severity: Severity
+    weight: float = Field(1.0, gt=0)
+    frequency: FrequencyField
+    kind: Kind
+    role: Name | None = Field(None, description="automated: the role that checks it.")
+    task_prefix: str | None = Field(
+        None, description="automated: the task-name prefix in the role (default: id)."
+    )
+    applies_to: list[Name] = Field(default_factory=lambda: ["all"], min_length=1)
+    evidence_required: str | None = Field(
+        None, description="manual: what the attestation must show."
+    )
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Control:
+        if self.kind == "automated":
+            if not self.role:
+                raise ValueError("an automated control names its role")
+            if self.evidence_required is not None:
+                raise ValueError("evidence_required belongs to manual controls")
+        else:
+            if self.role or self.task_prefix:
+                raise ValueError("a manual control has no role or task_prefix")
+            if not (self.evidence_required or "").strip():
+                raise ValueError(
+                    "a manual control says what evidence_required an attestation must show"
+                )
+        return self
+
+    @property
+    def prefix(self) -> str:
+        """The task-name prefix that ties role tasks to this control."""
+        return self.task_prefix or self.id
+
+    @property
+    def family(self) -> str:
+        """FW for FW-001."""
+        return self.id.split("-", 1)[0]
+
+
+class ControlsFile(_Model):
+    """controls/<family or role>.yml."""
+
+    controls: list[Control] = Field(min_length=1)
+
+
+# --- parameters/*.yml -------------------------------------------------------------------------
+
+_PYTYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+}
+
+
+def value_matches(kind: str, value: object) -> bool:
+    """Whether a YAML value has the declared parameter type (a bool is not an int here)."""
+    if isinstance(value, bool) and kind != "bool":
+        return False
+    return isinstance(value, _PYTYPES[kind])
+
+
+class Parameter(_Model):
+    """A value roles read, per tier and group."""
+
+    description: Text
+    source: Clauses
+    type: ParamType
+    default: Any = None
+    tiers: dict[Name, Any] = Field(default_factory=dict)
+    groups: dict[Name, Any] = Field(
+        default_factory=dict, description="Overrides applied in the order listed."
+    )
+
+    @model_validator(mode="after")
+    def _typed(self) -> Parameter:
+        values: list[tuple[str, object]] = []
+        if "default" in self.model_fields_set:
+            values.append(("default", self.default))
+        values += [(f"tiers.{k}", v) for k, v in self.tiers.items()]
+        values += [(f"groups.{k}", v) for k, v in self.groups.items()]
+        for where, value in values:
+            if not value_matches(self.type, value):
+                raise ValueError(f"{where}: {value!r} is not of type {self.type}")
+        return self
+
+    @property
+    def has_default(self) -> bool:
+        """Whether a default is given (hosts outside every tier and group get only that)."""
+        return "default" in self.model_fields_set
+
+
+class ParametersFile(_Model):
+    """parameters/<role>.yml."""
+
+    parameters: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")], Parameter]
+
+
+# --- windows.yml ------------------------------------------------------------------------------
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+    return value
+
+
+def _cron(value: str) -> str:
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a 5-field cron expression")
+    return value
+
+
+class Window(_Model):
+    """A maintenance window for some inventory groups (3.1.3)."""
+
+    name: Name
+    description: str = ""
+    groups: list[Name] = Field(min_length=1)
+    timezone: Annotated[str, AfterValidator(_zone)]
+    start: Annotated[str, AfterValidator(_cron)] = Field(
+        description="Cron expression, local to timezone."
+    )
+    duration_minutes: int = Field(gt=0, le=7 * 24 * 60)
+    notice_hours: int = Field(
+        ge=0, description="Notice must be on record this long before the start."
+    )
+
+
+class Notice(_Model):
+    """An advance notice of maintenance, on record."""
+
+    window: Name
+    window_start: AwareDatetime
+    sent_at: UtcDatetime
+    audience: list[Text] = Field(min_length=1)
+    ticket: Text
+    channel: Literal["email", "webhook", "meeting", "ticket"] = "email"
+
+
+class WindowsFile(_Model):
+    """windows.yml."""
+
+    windows: list[Window] = Field(default_factory=list)
+    notices: list[Notice] = Field(default_factory=list)
+
+
+# --- roster.yml -------------------------------------------------------------------------------
+
+_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+)
+
+
+def _ssh_key(value: str) -> str:
+    parts = value.split()
+    if len(parts) < 2 or parts[0] not in _KEY_TYPES:
+        raise ValueError(f"not an OpenSSH public key line (type one of {', '.join(_KEY_TYPES)})")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+        inner = blob[4 : 4 + length].decode("ascii")
+    except (binascii.Error, struct.error, UnicodeDecodeError) as exc:
+        raise ValueError("the key's base64 body is damaged") from exc
+    if inner != parts[0]:
+        raise ValueError(f"the key body says {inner!r} but the line says {parts[0]!r}")
+    if parts[0] == "ssh-ed25519" and len(blob) != 51:
+        raise ValueError("an ed25519 key body has 51 bytes")
+    return value
+
+
+class RoleGrant(_Model):
+    """What an account of a job role gets on the hosts."""
+
+    description: str = ""
+    groups: list[Name] = Field(default_factory=list)
+    sudo: bool = False
+    ssh: bool = True
+
+
+class Person(_Model):
+    """One person and the account they have, or had (3.3.1 to 3.3.2)."""
+
+    user: UserName
+    name: Text
+    role: Name
+    previous_role: Name | None = None
+    status: Literal["active", "departed", "transferred"]
+    email: str | None = None
+    ssh_keys: list[Annotated[str, AfterValidator(_ssh_key)]] = Field(default_factory=list)
+    hosts: list[Name] = Field(
+        default_factory=lambda: ["all"], description="Inventory groups where the account lives."
+    )
+    end_date: dt.date | None = None
+    transfer_date: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> Person:
+        if self.status == "departed" and self.end_date is None:
+            raise ValueError("a departed person has an end_date")
+        if self.status != "departed" and self.end_date is not None:
+            raise ValueError("end_date belongs to departed people")
+        if self.status == "transferred" and (
+            self.transfer_date is None or self.previous_role is None
+        ):
+            raise ValueError("a transferred person has a transfer_date and a previous_role")
+        if self.status != "transferred" and self.transfer_date is not None:
+            raise ValueError("transfer_date belongs to transferred people")
+        return self
+
+
+class RosterFile(_Model):
+    """roster.yml."""
+
+    role_map: dict[Name, RoleGrant] = Field(min_length=1)
+    people: list[Person] = Field(default_factory=list)
+
+
+# --- waivers.yml ------------------------------------------------------------------------------
+
+
+class Scope(_Model):
+    """Where a waiver applies: hosts and/or inventory groups."""
+
+    hosts: list[Name] = Field(default_factory=list)
+    groups: list[Name] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Scope:
+        if not self.hosts and not self.groups:
+            raise ValueError("a waiver names at least one host or group")
+        return self
+
+    def covers(self, host: str, groups: list[str] | tuple[str, ...] | set[str]) -> bool:
+        """Whether a host (with its groups) is in scope."""
+        return host in self.hosts or bool(set(self.groups) & set(groups))
+
+
+class Waiver(_Model):
+    """An accepted exception to a control, for a scope and a limited time."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^WVR-\d{4}-\d{3}$")]
+    control: ControlId
+    scope: Scope
+    justification: Text
+    requester: UserName
+    approver: UserName | None = Field(
+        None, description="Empty until approved; never the requester."
+    )
+    approved_at: UtcDatetime | None = None
+    ticket: Text
+    requested_at: UtcDatetime
+    expires_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Waiver:
+        if self.approver is not None and self.approver == self.requester:
+            raise ValueError(
+                f"approver {self.approver!r} is the requester; a waiver needs a second person"
+            )
+        if (self.approver is None) != (self.approved_at is None):
+            raise ValueError("approver and approved_at go together")
+        if self.expires_at <= self.requested_at:
+            raise ValueError("expires_at is not after requested_at")
+        return self
+
+    def status(self, now: dt.datetime) -> Literal["pending", "active", "expired"]:
+        """pending (not approved), active, or expired at `now`."""
+        if now >= self.expires_at:
+            return "expired"
+        return "pending" if self.approver is None else "active"
+
+    def applies(
+        self, host: str, groups: list[str] | tuple[str, ...] | set[str], now: dt.datetime
+    ) -> bool:
+        """Whether this waiver covers the host at `now` (approved, started, not expired)."""
+        return (
+            self.status(now) == "active"
+            and now >= self.requested_at
+            and self.scope.covers(host, groups)
+        )
+
+
+class WaiversFile(_Model):
+    """waivers.yml."""
+
+    waivers: list[Waiver] = Field(default_factory=list)
+
+
+# --- attestations.yml -------------------------------------------------------------------------
+
+
+class Evidence(_Model):
+    """An evidence file: its name, and the sha256 under which the state directory keeps it."""
+
+    file: Text
+    sha256: Sha256
+
+
+class Attestation(_Model):
+    """A manual control met by a person, with evidence, until a date."""
+
+    control: ControlId
+    attested_by: UserName
+    attested_at: UtcDatetime
+    evidence: Evidence
+    valid_until: UtcDatetime
+    note: str = ""
+    scope: Scope | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> Attestation:
+        if self.valid_until <= self.attested_at:
+            raise ValueError("valid_until is not after attested_at")
+        return self
+
+    def valid_at(self, now: dt.datetime) -> bool:
+        """Whether the attestation holds at `now`."""
+        return self.attested_at <= now < self.valid_until
+
+
+class AttestationsFile(_Model):
+    """attestations.yml."""
+
+    attestations: list[Attestation] = Field(default_factory=list)
+
+
+FILE_MODELS: dict[str, type[_Model]] = {
+    "policy.yml": Settings,
+    "regulation.yml": RegulationFile,
+    "controls/*.yml": ControlsFile,
+    "parameters/*.yml": ParametersFile,
+    "windows.yml": WindowsFile,
+    "roster.yml": RosterFile,
+    "waivers.yml": WaiversFile,
+    "attestations.yml": AttestationsFile,
+}

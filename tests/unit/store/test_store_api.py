@@ -1,0 +1,255 @@
+"""The store behaves the same on SQLite and PostgreSQL: runs, results, samples, upkeep, locks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from opsrunner.store import (
+    HostRecord,
+    LockBusy,
+    ResultRecord,
+    RunRecord,
+    SampleRecord,
+    Store,
+    StoreError,
+)
+
+T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
+
+
+def _run(
+    store: Store, ident: str, *, at: dt.datetime = T0, status: str = "running", mode: str = "audit"
+) -> RunRecord:
+    return store.begin_run(
+        RunRecord(ident=ident, mode=mode, status=status, started_at=at, user="alice")
+    )
+
+
+def _result(
+    host: str, control: str, status: str, at: dt.datetime = T0, **extra: object
+) -> ResultRecord:
+    return ResultRecord(host=host, control_id=control, status=status, checked_at=at, **extra)  # type: ignore[arg-type]
+
+
+def test_migrations_create_every_table(store: Store) -> None:
+    tables = set(inspect(store.engine).get_table_names())
+    assert {
+        "runs",
+        "results",
+        "run_hosts",
+        "samples",
+        "incidents",
+        "drills",
+        "notices",
+        "alerts",
+    } <= tables
+    assert store.schema_revision() == "0001"
+
+
+def test_reopening_migrates_nothing_and_keeps_data(store: Store, tmp_path: Path) -> None:
+    _run(store, "r1")
+    url = store.engine.url.render_as_string(hide_password=False)
+    again = Store.open(url, tmp_path)
+    try:
+        assert [r.ident for r in again.list_runs()] == ["r1"]
+    finally:
+        again.close()
+
+
+def test_run_roundtrip_keeps_utc_and_fields(store: Store) -> None:
+    record = RunRecord(
+        ident="abc123",
+        mode="enforce",
+        status="running",
+        started_at=dt.datetime(2026, 11, 2, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+        controls=("FW-001", "FW-002"),
+        policy_commit="deadbeef",
+        policy_digest="sha256:00",
+        inventory="inventories/lab",
+        limit="web",
+    )
+    run = store.begin_run(record)
+    assert run.id is not None
+    done = store.finish_run(
+        run.id, "failed", ended_at=T0 + dt.timedelta(days=1), rc=2, stats={"h1": {"ok": 3}}
+    )
+    got = store.get_run("abc")
+    assert got == done
+    assert got.started_at == dt.datetime(2026, 11, 2, 2, 0, tzinfo=dt.UTC)
+    assert got.started_at.tzinfo is not None
+    assert got.controls == ("FW-001", "FW-002")
+    assert got.status == "failed" and got.rc == 2 and got.stats == {"h1": {"ok": 3}}
+
+
+def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        store.begin_run(
+            RunRecord(ident="x", mode="audit", status="running", started_at=dt.datetime(2026, 1, 1))
+        )
+    with pytest.raises(ValueError, match="naive"):
+        _result("h1", "FW-001", "pass", at=dt.datetime(2026, 1, 1))
+
+
+def test_unknown_run_is_a_clear_error(store: Store) -> None:
+    with pytest.raises(StoreError, match="not found"):
+        store.get_run("nope")
+
+
+def test_results_upsert_is_idempotent_and_last_write_wins(store: Store) -> None:
+    run = _run(store, "r1")
+    assert run.id is not None
+    batch = [
+        _result("h1", "FW-001", "pass", evidence="policy drop", evidence_sha256="a" * 64),
+        _result("h1", "FW-002", "fail", reason="port 23 open", data={"ports": [23]}),
+        _result("h2", "FW-001", "unknown", reason="unreachable"),
+    ]
+    store.add_results(run.id, batch)
+    store.add_results(run.id, batch)
+    store.add_results(run.id, [_result("h1", "FW-002", "error", reason="nft missing")])
+    got = {(r.host, r.control_id): r for r in store.results(run.id)}
+    assert len(got) == 3
+    assert got[("h1", "FW-002")].status == "error"
+    assert got[("h1", "FW-001")].evidence_sha256 == "a" * 64
+    assert got[("h1", "FW-001")].run_id == run.id
+
+
+def test_hosts_upsert(store: Store) -> None:
+    run = _run(store, "r1")
+    assert run.id is not None
+    store.set_hosts(
+        run.id, [HostRecord("h1"), HostRecord("h2", reachable=False, reason="no route")]
+    )
+    store.set_hosts(run.id, [HostRecord("h1", stats={"ok": 4})])
+    hosts = store.hosts(run.id)
+    assert [(h.host, h.reachable) for h in hosts] == [("h1", True), ("h2", False)]
+    assert hosts[0].stats == {"ok": 4}
+
+
+def test_latest_results_take_the_newest_finished_evidence(store: Store) -> None:
+    old = _run(store, "old", at=T0)
+    new = _run(store, "new", at=T0 + dt.timedelta(days=1))
+    live = _run(store, "live", at=T0 + dt.timedelta(days=2))
+    assert old.id and new.id and live.id
+    store.add_results(old.id, [_result("h1", "FW-001", "fail"), _result("h1", "FW-002", "pass")])
+    store.add_results(new.id, [_result("h1", "FW-001", "pass", at=T0 + dt.timedelta(days=1))])
+    store.add_results(live.id, [_result("h1", "FW-001", "fail", at=T0 + dt.timedelta(days=2))])
+    store.finish_run(old.id, "successful", ended_at=T0)
+    store.finish_run(new.id, "successful", ended_at=T0 + dt.timedelta(days=1))
+    latest = {(r.host, r.control_id): r for r in store.latest_results()}
+    # The still-running run is not evidence yet.
+    assert latest[("h1", "FW-001")].status == "pass"
+    assert latest[("h1", "FW-002")].run_id == old.id
+    as_of = {(r.host, r.control_id): r.status for r in store.latest_results(as_of=T0)}
+    assert as_of == {("h1", "FW-001"): "fail", ("h1", "FW-002"): "pass"}
+
+
+def test_list_runs_newest_first_with_filters(store: Store) -> None:
+    for day, (mode, status) in enumerate(
+        [("audit", "successful"), ("enforce", "failed"), ("audit", "skipped")]
+    ):
+        _run(store, f"r{day}", at=T0 + dt.timedelta(days=day), mode=mode, status=status)
+    assert [r.ident for r in store.list_runs()] == ["r2", "r1", "r0"]
+    assert [r.ident for r in store.list_runs(mode="audit")] == ["r2", "r0"]
+    assert [r.ident for r in store.list_runs(status="failed")] == ["r1"]
+    assert [r.ident for r in store.list_runs(limit=1)] == ["r2"]
+
+
+def test_samples_in_a_window(store: Store) -> None:
+    store.add_samples(
+        [
+            SampleRecord(
+                "h1",
+                T0 + dt.timedelta(minutes=m),
+                ok=m != 2,
+                metrics={"up": 1.0},
+                error="" if m != 2 else "refused",
+            )
+            for m in range(5)
+        ]
+    )
+    got = store.samples(
+        host="h1", since=T0 + dt.timedelta(minutes=1), until=T0 + dt.timedelta(minutes=4)
+    )
+    assert [s.ok for s in got] == [True, False, True]
+    assert got[1].error == "refused"
+
+
+def test_prune_keeps_the_latest_evidence_of_every_control(store: Store) -> None:
+    first = _run(store, "first", at=T0)
+    second = _run(store, "second", at=T0 + dt.timedelta(days=10))
+    recent = _run(store, "recent", at=T0 + dt.timedelta(days=100))
+    assert first.id and second.id and recent.id
+    store.add_results(first.id, [_result("h1", "FW-001", "pass"), _result("h1", "ACC-001", "pass")])
+    store.add_results(second.id, [_result("h1", "FW-001", "fail", at=T0 + dt.timedelta(days=10))])
+    store.add_results(recent.id, [_result("h1", "FW-001", "pass", at=T0 + dt.timedelta(days=100))])
+    for run in (first, second, recent):
+        assert run.id
+        store.finish_run(run.id, "successful", ended_at=run.started_at)
+    store.add_samples(
+        [SampleRecord("h1", T0, ok=True), SampleRecord("h1", T0 + dt.timedelta(days=99), ok=True)]
+    )
+    cutoff = T0 + dt.timedelta(days=50)
+    assert store.prune(cutoff, dry_run=True)["runs"] == 1
+    counts = store.prune(cutoff)
+    # "first" still holds the only ACC-001 evidence, so it stays; "second" is superseded.
+    assert counts == {"runs": 1, "results": 1, "samples": 1, "kept_runs": 1}
+    assert {r.ident for r in store.list_runs()} == {"first", "recent"}
+    assert len(store.samples()) == 1
+
+
+def test_export_import_roundtrip_is_idempotent(store: Store, tmp_path: Path) -> None:
+    run = _run(store, "r1")
+    assert run.id
+    store.add_results(run.id, [_result("h1", "FW-001", "fail", data={"ports": [23]})])
+    store.set_hosts(run.id, [HostRecord("h1")])
+    store.finish_run(run.id, "failed", ended_at=T0 + dt.timedelta(minutes=3))
+    store.add_samples([SampleRecord("h1", T0, ok=False, error="timeout")])
+    dump = tmp_path / "export.jsonl"
+    counts = store.export(dump)
+    assert counts["runs"] == 1 and counts["results"] == 1 and counts["samples"] == 1
+
+    target = Store.open(None, tmp_path / "other")
+    try:
+        first = target.import_(dump)
+        second = target.import_(dump)
+        assert first["runs"] == 1 and first["results"] == 1 and first["samples"] == 1
+        assert second == dict.fromkeys(second, 0)
+        copied = target.get_run("r1")
+        assert copied.status == "failed" and copied.ended_at == T0 + dt.timedelta(minutes=3)
+        assert copied.id is not None
+        assert [r.data for r in target.results(copied.id)] == [{"ports": [23]}]
+    finally:
+        target.close()
+
+
+def test_import_names_the_bad_line(store: Store, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"format": "opsrunner-store/1"}\n{"table": "runs"}\n', encoding="utf-8")
+    with pytest.raises(StoreError, match=r"bad.jsonl:2"):
+        store.import_(bad)
+
+
+def test_lock_excludes_a_second_holder_and_is_released(store: Store) -> None:
+    seen: list[str] = []
+    with store.lock("policy+inventory"):
+
+        def other() -> None:
+            try:
+                with store.lock("policy+inventory"):
+                    seen.append("got it")
+            except LockBusy:
+                seen.append("busy")
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        with store.lock("another key"):
+            seen.append("other key free")
+    with store.lock("policy+inventory"):
+        seen.append("free again")
+    assert seen == ["busy", "other key free", "free again"]

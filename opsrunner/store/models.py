@@ -107,6 +107,7 @@ class RunHost(Base):
     host: Mapped[str] = mapped_column(String(255))
     reachable: Mapped[bool] = mapped_column(Boolean, default=True)
     reason: Mapped[str] = mapped_column(Text, default="")
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)  # scoring needs applies_to
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     run: Mapped[Run] = relationship(back_populates="hosts")

@@ -49,6 +49,7 @@ class HostRecord:
     reachable: bool = True
     reason: str = ""
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    groups: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -336,13 +336,14 @@ class Store:
                 "reachable": h.reachable,
                 "reason": h.reason,
                 "stats": h.stats,
+                "groups": list(h.groups),
             }
             for h in {h.host: h for h in hosts}.values()
         ]
         statement = self._insert(RunHost.__table__)
         statement = statement.on_conflict_do_update(
             index_elements=["run_id", "host"],
-            set_={k: statement.excluded[k] for k in ("reachable", "reason", "stats")},
+            set_={k: statement.excluded[k] for k in ("reachable", "reason", "stats", "groups")},
         )
         with self.session() as session:
             session.execute(statement, rows)
@@ -353,7 +354,12 @@ class Store:
             rows = session.scalars(
                 select(RunHost).where(RunHost.run_id == run_id).order_by(RunHost.host)
             )
-            return [HostRecord(r.host, r.reachable, r.reason, dict(r.stats or {})) for r in rows]
+            return [
+                HostRecord(
+                    r.host, r.reachable, r.reason, dict(r.stats or {}), tuple(r.groups or ())
+                )
+                for r in rows
+            ]
 
     def results(self, run_id: int) -> list[ResultRecord]:
         """Every result of one run, by host then control."""

@@ -122,12 +122,13 @@ def test_hosts_upsert(store: Store) -> None:
     run = _run(store, "r1")
     assert run.id is not None
     store.set_hosts(
-        run.id, [HostRecord("h1"), HostRecord("h2", reachable=False, reason="no route")]
+        run.id, [HostRecord("h1"), HostRecord("h2", reachable=False, reason="x", groups=("web",))]
     )
     store.set_hosts(run.id, [HostRecord("h1", stats={"ok": 4})])
     hosts = store.hosts(run.id)
     assert [(h.host, h.reachable) for h in hosts] == [("h1", True), ("h2", False)]
-    assert hosts[0].stats == {"ok": 4}
+    assert hosts[0].stats == {"ok": 4} and hosts[0].groups == ()
+    assert hosts[1].groups == ("web",)
 
 
 def test_latest_results_take_the_newest_finished_evidence(store: Store) -> None:

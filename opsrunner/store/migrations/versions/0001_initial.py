@@ -157,6 +157,7 @@ def upgrade() -> None:
         sa.Column("host", sa.String(length=255), nullable=False),
         sa.Column("reachable", sa.Boolean(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("groups", sa.JSON(), nullable=False),
         sa.Column("stats", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["run_id"], ["runs.id"], name=op.f("fk_run_hosts_run_id_runs"), ondelete="CASCADE"

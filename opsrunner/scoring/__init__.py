@@ -1,0 +1,42 @@
+"""Compliance scores and availability as pure functions of policy, results and time."""
+
+from __future__ import annotations
+
+from opsrunner.scoring.availability import Availability, availability
+from opsrunner.scoring.engine import (
+    KINDS,
+    MODELS,
+    ORG,
+    VIEWS,
+    Figure,
+    Item,
+    PolicyLike,
+    Scores,
+    ScoreSet,
+    evaluate,
+    explain,
+    figure,
+    gate,
+    score,
+    score_set,
+)
+
+__all__ = [
+    "KINDS",
+    "MODELS",
+    "ORG",
+    "VIEWS",
+    "Availability",
+    "Figure",
+    "Item",
+    "PolicyLike",
+    "ScoreSet",
+    "Scores",
+    "availability",
+    "evaluate",
+    "explain",
+    "figure",
+    "gate",
+    "score",
+    "score_set",
+]

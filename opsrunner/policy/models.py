@@ -108,12 +108,13 @@ class Clause(_Model):
 
     number: ClauseNumber
     heading_zh: str | None = Field(
-        None, description="The regulation's own Chinese heading, where it has one."
+        default=None, description="The regulation's own Chinese heading, where it has one."
     )
-    heading: str | None = Field(None, description="English heading.")
+    heading: str | None = Field(default=None, description="English heading.")
     text: Text = Field(description="What the clause asks, in English.")
     not_applicable: str | None = Field(
-        None, description="Why no control can apply to this leaf clause (instead of covering it)."
+        default=None,
+        description="Why no control can apply to this leaf clause (instead of covering it).",
     )
 
     @property
@@ -153,13 +154,13 @@ class Control(_Model):
     weight: float = Field(1.0, gt=0)
     frequency: FrequencyField
     kind: Kind
-    role: Name | None = Field(None, description="automated: the role that checks it.")
+    role: Name | None = Field(default=None, description="automated: the role that checks it.")
     task_prefix: str | None = Field(
-        None, description="automated: the task-name prefix in the role (default: id)."
+        default=None, description="automated: the task-name prefix in the role (default: id)."
     )
     applies_to: list[Name] = Field(default_factory=lambda: ["all"], min_length=1)
     evidence_required: str | None = Field(
-        None, description="manual: what the attestation must show."
+        default=None, description="manual: what the attestation must show."
     )
 
     @model_validator(mode="after")
@@ -405,7 +406,7 @@ class Waiver(_Model):
     justification: Text
     requester: UserName
     approver: UserName | None = Field(
-        None, description="Empty until approved; never the requester."
+        default=None, description="Empty until approved; never the requester."
     )
     approved_at: UtcDatetime | None = None
     ticket: Text

@@ -94,8 +94,9 @@ class _CountingLoader(Reader, Scanner, Parser, Composer, SafeConstructor, Resolv
 class _Builder:
     """Turns a composed node tree into plain Python data, recording lines and refusing surprises."""
 
-    def __init__(self, loader: _CountingLoader) -> None:
+    def __init__(self, loader: _CountingLoader, strict_tags: bool) -> None:
         self.loader = loader
+        self.strict_tags = strict_tags
         self.lines: dict[Path_, int] = {}
         self.nodes = 0
 
@@ -107,7 +108,10 @@ class _Builder:
                 render_path(path),
                 f"document expands to more than {MAX_NODES} nodes",
             )
-        if node.tag not in _ALLOWED_TAGS:
+        if node.tag not in _ALLOWED_TAGS and isinstance(node, ScalarNode) and not self.strict_tags:
+            # Ansible files carry tags such as !unsafe or !vault; read them as plain text.
+            return node.value
+        if node.tag not in _ALLOWED_TAGS and self.strict_tags:
             raise YamlProblem(
                 node.start_mark.line + 1, render_path(path), f"YAML tag {node.tag!r} is not allowed"
             )
@@ -151,7 +155,7 @@ class _Builder:
         raise YamlProblem(node.start_mark.line + 1, render_path(path), "unsupported YAML node")
 
 
-def parse_text(text: str) -> Located:
+def parse_text(text: str, *, strict_tags: bool = True) -> Located:
     """Parse one YAML document from text (already size-checked)."""
     loader = _CountingLoader(text)
     try:
@@ -166,7 +170,7 @@ def parse_text(text: str) -> Located:
         located = Located(data=None)
         if root is None:
             return located
-        builder = _Builder(loader)
+        builder = _Builder(loader, strict_tags)
         located.data = builder.build(root, ())
         located.lines = builder.lines
         located.lines[()] = root.start_mark.line + 1
@@ -175,7 +179,7 @@ def parse_text(text: str) -> Located:
         loader.dispose()
 
 
-def load_file(path: Path) -> Located:
+def load_file(path: Path, *, strict_tags: bool = True) -> Located:
     """Read and parse a policy YAML file, refusing oversized files before reading them."""
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
@@ -188,7 +192,7 @@ def load_file(path: Path) -> Located:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise YamlProblem(1, "", f"not UTF-8 text: {exc.reason}") from exc
-    return parse_text(text)
+    return parse_text(text, strict_tags=strict_tags)
 
 
 def is_mapping(value: object) -> bool:

@@ -158,7 +158,7 @@ def _classify(rule: dict[str, Any]) -> dict[str, Any]:
                 info["loopback"] = True
             elif key == "l4proto":
                 words = _words(right)
-                if set(words) <= {"icmp", "ipv6-icmp", "icmpv6"} and words:
+                if words and set(words) <= {"icmp", "ipv6-icmp", "icmpv6", "1", "58"}:
                     info["icmp"] = True
                 else:
                     info["protos"] = [w for w in words if w in ("tcp", "udp")] or None

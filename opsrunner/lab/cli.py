@@ -2,6 +2,127 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from opsrunner.lab.core import DEFAULT_LAB, HostSpec, Lab, all_labs
+from opsrunner.lab.net import LabError
 
 app = typer.Typer(help="Disposable real Debian lab hosts (systemd-nspawn over SSH).", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+NameOpt = typer.Option(DEFAULT_LAB, "--name", help="Lab name (1-9 lowercase letters/digits); decides bridge, subnet, netns.")
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err.print(f"[red]lab:[/red] {exc}")
+    return typer.Exit(1)
+
+
+def _parse_host(text: str) -> HostSpec:
+    name, _, groups = text.partition(":")
+    return HostSpec(name=name.strip(), groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
+
+
+def _load_spec(path: Path) -> list[HostSpec]:
+    """A YAML/JSON spec: a list of {name, groups} or {hosts: [...]}, errors name file and field."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise LabError(f"{path}: cannot read host spec: {exc}") from exc
+    if isinstance(data, dict):
+        data = data.get("hosts")
+    if not isinstance(data, list):
+        raise LabError(f"{path}: expected a list of hosts or a mapping with 'hosts:'")
+    specs = []
+    for i, item in enumerate(data):
+        try:
+            specs.append(HostSpec.model_validate(item))
+        except ValueError as exc:
+            raise LabError(f"{path}: hosts[{i}]: {exc}") from exc
+    return specs
+
+
+@app.command()
+def up(
+    n: int = typer.Option(3, "-n", "--hosts-count", help="Number of hosts host1..hostN with the default groups."),
+    name: str = NameOpt,
+    host: list[str] = typer.Option(  # noqa: B008
+        [], "--host", help="Explicit host NAME:group1,group2 (repeatable; replaces -n)."),
+    spec: Path | None = typer.Option(None, "--spec", help="YAML/JSON file listing hosts {name, groups}."),  # noqa: B008
+    inventory: Path | None = typer.Option(None, "--inventory", help="Where to write the Ansible inventory."),  # noqa: B008
+) -> None:
+    """Boot (or complete) a lab and write its Ansible inventory; idempotent."""
+    try:
+        hosts = [_parse_host(h) for h in host] if host else (_load_spec(spec) if spec else None)
+        lab = Lab(name, inventory=inventory)
+        lab.up(n, hosts=hosts)
+    except (LabError, ValueError) as exc:
+        raise _fail(exc) from exc
+    _print_status(lab)
+
+
+@app.command()
+def status(name: str | None = typer.Option(None, "--name", help="One lab (default: every lab on this machine).")) -> None:
+    """Show labs, hosts, addresses, groups and whether each host runs."""
+    names = [name] if name else all_labs()
+    if not names:
+        console.print("no lab is up")
+    for n in names:
+        try:
+            _print_status(Lab(n))
+        except LabError as exc:
+            raise _fail(exc) from exc
+
+
+def _print_status(lab: Lab) -> None:
+    st = lab.state()
+    if st is None:
+        console.print(f"lab {lab.name}: no state (leftovers? `opsrunner lab down --name {lab.name} --force`)")
+        return
+    table = Table(title=f"lab {lab.name}  repo {lab.repo.url}  inventory {st.inventory}")
+    for col in ("host", "address", "groups", "running", "boots"):
+        table.add_column(col)
+    for h in st.hosts:
+        table.add_row(h.name, h.address, ",".join(h.groups), "yes" if lab._running(h.name) else "NO",
+                      str(lab.boots(h.name)))
+    console.print(table)
+
+
+@app.command()
+def ssh(
+    host: str = typer.Argument(..., help="Inventory host name, e.g. host1."),
+    cmd: list[str] = typer.Argument(None, help="Command to run (default: an interactive shell)."),  # noqa: B008
+    name: str = NameOpt,
+) -> None:
+    """Open a shell on a lab host or run a command there."""
+    try:
+        args = Lab(name).ssh_args(host)
+    except LabError as exc:
+        raise _fail(exc) from exc
+    if cmd:
+        raise typer.Exit(subprocess.run([*args, " ".join(cmd)], check=False).returncode)
+    os.execvp(args[0], [*args[:-1], "-t", args[-1]])
+
+
+@app.command()
+def down(
+    name: str = NameOpt,
+    all_: bool = typer.Option(False, "--all", help="Every lab on this machine (including other people's)."),
+    force: bool = typer.Option(False, "--force", help="Also sweep leftovers of a killed run by naming pattern."),
+) -> None:
+    """Tear a lab down: no process, mount, netns, veth, bridge, cgroup or neighbour entry is left."""
+    names = all_labs() if all_ else [name]
+    for n in names:
+        try:
+            removed = Lab(n).down(force=force)
+        except LabError as exc:
+            raise _fail(exc) from exc
+        console.print(f"lab {n}: down" + (f" ({len(removed)} items removed)" if removed else ""))

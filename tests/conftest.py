@@ -1,0 +1,52 @@
+"""Shared pytest fixtures: the session lab (3 real hosts) every lab test shares."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from opsrunner.lab.core import Lab
+from tests.lab_helpers import leftovers, network_problems
+
+#: One lab per pytest run; the name carries the pid so parallel runs do not collide.
+LAB_NAME = os.environ.get("OPSRUNNER_TEST_LAB", f"t{os.getpid() % 10_000_000}")
+NOT_ROOT = "lab tests need root (systemd-nspawn, network namespaces, overlay mounts)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip lab and molecule tests with a clear reason when not root."""
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason=NOT_ROOT)
+    for item in items:
+        if "lab" in item.keywords or "molecule" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """A lab of 3 hosts for the whole run: host1 (critical, db), host2 (standard, web), host3 (standard, backup_target).
+
+    Network safety is asserted before boot, after boot and after teardown; the lab is
+    torn down at the end even when tests fail. Reset hosts you break (``lab.reset(host)``).
+    """
+    if os.geteuid() != 0:
+        pytest.skip(NOT_ROOT)
+    before = network_problems()
+    assert not before, f"network not safe before the lab: {before}"
+    the_lab = Lab(LAB_NAME)
+    try:
+        the_lab.up(3)
+        problems = network_problems(the_lab)
+        assert not problems, f"network not safe with the lab up: {problems}"
+        yield the_lab
+        problems = network_problems(the_lab)
+        assert not problems, f"network not safe after the tests: {problems}"
+    finally:
+        the_lab.down(force=True)
+    left = leftovers(LAB_NAME)
+    assert not left, f"lab teardown left: {left}"
+    after = network_problems()
+    assert not after, f"network not safe after the lab: {after}"

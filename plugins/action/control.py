@@ -14,7 +14,7 @@ description:
     failing control cannot abort the other controls on that host.
   - The result is returned under the key C(opsrunner_control), which the
     opsrunner_results callback and opsrunner's event handler read.
-  - Status is computed in this order: C(error) non-empty gives C(error);
+  - Status is computed in this order, C(error) non-empty gives C(error);
     C(applicable=false) gives C(notapplicable); C(passed) or C(drift) decide
     between C(pass) and C(fail).
   - C(drift) is the C(changed) flag of the task that enforces the control. In
@@ -23,9 +23,17 @@ description:
 options:
   id: {description: Control id from the policy, e.g. FW-001., required: true, type: str}
   passed: {description: The check's verdict. Exclusive with drift., type: bool}
-  drift: {description: Whether the enforcing task reported a change. Exclusive with passed., type: bool}
-  error: {description: Why the check itself broke; non-empty means status error., type: str, default: ""}
-  applicable: {description: False when the control does not apply to this host., type: bool, default: true}
+  drift:
+    description: Whether the enforcing task reported a change. Exclusive with passed.
+    type: bool
+  error:
+    description: Why the check itself broke; non-empty means status error.
+    type: str
+    default: ""
+  applicable:
+    description: False when the control does not apply to this host.
+    type: bool
+    default: true
   evidence: {description: Short human text saying what was observed., type: str, default: ""}
   data: {description: Structured evidence (JSON-serialisable)., type: dict, default: {}}
   reason: {description: Why the control fails or does not apply., type: str, default: ""}
@@ -38,18 +46,30 @@ _EVIDENCE_MAX = 2000
 def _as_bool(value: object, name: str) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0", ""):
+    if isinstance(value, str) and value.strip().lower() in (
+        "true",
+        "yes",
+        "1",
+        "false",
+        "no",
+        "0",
+        "",
+    ):
         return value.strip().lower() in ("true", "yes", "1")
     if isinstance(value, int):
         return bool(value)
-    raise AnsibleActionFail(f"opsrunner.compliance.control: {name} must be a boolean, got {value!r}")
+    raise AnsibleActionFail(
+        f"opsrunner.compliance.control: {name} must be a boolean, got {value!r}"
+    )
 
 
 class ActionModule(ActionBase):
     """Compute a control status and return it as opsrunner_control."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("id", "passed", "drift", "error", "applicable", "evidence", "data", "reason"))
+    _VALID_ARGS = frozenset(
+        ("id", "passed", "drift", "error", "applicable", "evidence", "data", "reason")
+    )
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):  # type: ignore[no-untyped-def]
@@ -59,11 +79,18 @@ class ActionModule(ActionBase):
         control_id = str(args.get("id", "")).strip()
         if not control_id:
             raise AnsibleActionFail("opsrunner.compliance.control: 'id' is required")
-        if ("passed" in args) == ("drift" in args) and not args.get("error") and args.get("applicable", True) not in (False, "false", "False", "no"):
+        if (
+            ("passed" in args) == ("drift" in args)
+            and not args.get("error")
+            and args.get("applicable", True) not in (False, "false", "False", "no")
+        ):
             raise AnsibleActionFail(
-                f"opsrunner.compliance.control {control_id}: give exactly one of 'passed' or 'drift'"
+                f"opsrunner.compliance.control {control_id}: "
+                "give exactly one of 'passed' or 'drift'"
             )
-        check_mode = bool(self._task.check_mode) or bool((task_vars or {}).get("ansible_check_mode"))
+        check_mode = bool(self._task.check_mode) or bool(
+            (task_vars or {}).get("ansible_check_mode")
+        )
         error = str(args.get("error") or "").strip()
         applicable = _as_bool(args.get("applicable", True), "applicable")
         remediated = False
@@ -79,13 +106,17 @@ class ActionModule(ActionBase):
             status = "pass" if _as_bool(args["passed"], "passed") else "fail"
         data = args.get("data") or {}
         if not isinstance(data, dict):
-            raise AnsibleActionFail(f"opsrunner.compliance.control {control_id}: data must be a dict")
+            raise AnsibleActionFail(
+                f"opsrunner.compliance.control {control_id}: data must be a dict"
+            )
         evidence = str(args.get("evidence") or "")
         reason = str(args.get("reason") or error or "")
         if status == "pass":
             reason = "remediated in this run" if remediated else ""
         elif status == "fail" and not reason:
-            reason = "the host differs from the desired state" if "drift" in args else "check failed"
+            reason = (
+                "the host differs from the desired state" if "drift" in args else "check failed"
+            )
         result.update(
             changed=False,
             failed=False,

@@ -51,6 +51,7 @@ class CallbackModule(CallbackBase):
         self.playbook = ""
         self.started = _utcnow()
         self.check_mode = False
+        self.pending: dict[str, dict[str, tuple[dict, str]]] = {}
 
     # -- helpers ---------------------------------------------------------
     def _host(self, name: str) -> dict:
@@ -70,28 +71,46 @@ class CallbackModule(CallbackBase):
             for key in ("status", "evidence", "reason", "data", "task", "remediated"):
                 previous[key] = entry.get(key)
         elif entry["status"] == previous["status"] and entry.get("evidence"):
-            previous["evidence"] = "; ".join(e for e in (previous.get("evidence"), entry["evidence"]) if e)
+            previous["evidence"] = "; ".join(
+                e for e in (previous.get("evidence"), entry["evidence"]) if e
+            )
         previous["remediated"] = bool(previous.get("remediated")) or bool(entry.get("remediated"))
 
     def _from_result(self, result, failed: bool = False) -> None:  # type: ignore[no-untyped-def]
         host = result._host.get_name()
-        task = result._task.get_name()
+        # get_name() prefixes role tasks with "role : "; the control id starts the task's own name.
+        task = str(getattr(result._task, "name", "") or result._task.get_name())
         res = result._result
         found = False
         for item in [res, *(res.get("results") or [])]:
             if isinstance(item, dict) and isinstance(item.get("opsrunner_control"), dict):
                 self._record(host, item["opsrunner_control"], task)
                 found = True
+                # A report for this control supersedes a failure that its rescue handled.
+                self.pending.get(host, {}).pop(item["opsrunner_control"].get("id"), None)
         if failed and not found:
             match = CONTROL_ID.match(task)
             if match:
                 message = str(res.get("msg") or res.get("stderr") or "task failed")[:500]
-                self._record(
-                    host,
-                    {"id": match.group(1), "status": "error", "evidence": "", "data": {},
-                     "reason": f"task '{task}' failed: {message}", "remediated": False},
+                # Provisional: the callback cannot tell yet whether a rescue will report this
+                # control; if none does by the end of the play, the failure stands as error.
+                self.pending.setdefault(host, {})[match.group(1)] = (
+                    {
+                        "id": match.group(1),
+                        "status": "error",
+                        "evidence": "",
+                        "data": {},
+                        "reason": f"task '{task}' failed: {message}",
+                        "remediated": False,
+                    },
                     task,
                 )
+
+    def _settle(self) -> None:
+        for host, entries in self.pending.items():
+            for control, task in entries.values():
+                self._record(host, control, task)
+        self.pending = {}
 
     # -- Ansible events --------------------------------------------------
     def v2_playbook_on_start(self, playbook) -> None:  # type: ignore[no-untyped-def]
@@ -100,7 +119,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_play_start(self, play) -> None:  # type: ignore[no-untyped-def]
         self.check_mode = bool(play.check_mode) or self.check_mode
-        for host in play.get_variable_manager()._inventory.get_hosts(play.hosts):  # noqa: SLF001
+        for host in play.get_variable_manager()._inventory.get_hosts(play.hosts):
             self._host(host.get_name())
 
     def v2_runner_on_ok(self, result) -> None:  # type: ignore[no-untyped-def]
@@ -118,6 +137,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats) -> None:  # type: ignore[no-untyped-def]
         from ansible import context
 
+        self._settle()
         self.check_mode = self.check_mode or bool(context.CLIARGS.get("check", False))
         payload = {
             "format": "opsrunner-results/1",
@@ -144,20 +164,29 @@ class CallbackModule(CallbackBase):
             counts: dict[str, int] = {}
             for control in entry["controls"].values():
                 counts[control["status"]] = counts.get(control["status"], 0) + 1
-            summary = " ".join(f"{k}={counts[k]}" for k in ("pass", "fail", "error", "notapplicable") if k in counts)
+            summary = " ".join(
+                f"{k}={counts[k]}"
+                for k in ("pass", "fail", "error", "notapplicable")
+                if k in counts
+            )
             color = "red" if counts.get("fail") or counts.get("error") else "green"
             self._display.display(f"{host}: {summary or 'no controls reported'}", color=color)
             for cid in sorted(entry["controls"]):
                 control = entry["controls"][cid]
                 if control["status"] in ("fail", "error"):
-                    self._display.display(f"  {cid} {control['status'].upper()}: {control.get('reason') or control.get('evidence')}")
+                    why = control.get("reason") or control.get("evidence")
+                    self._display.display(f"  {cid} {control['status'].upper()}: {why}")
 
     def _write(self, payload: dict) -> None:
         target = os.environ.get("OPSRUNNER_RESULTS_FILE")
         if not target:
-            directory = os.environ.get("OPSRUNNER_RESULTS_DIR", os.path.join(".opsrunner", "results"))
+            directory = os.environ.get(
+                "OPSRUNNER_RESULTS_DIR", os.path.join(".opsrunner", "results")
+            )
             stamp = payload["ended"].replace(":", "").replace("-", "")
-            target = os.path.join(directory, f"{stamp}-{os.path.splitext(self.playbook)[0] or 'play'}.json")
+            target = os.path.join(
+                directory, f"{stamp}-{os.path.splitext(self.playbook)[0] or 'play'}.json"
+            )
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
         # Write to a temporary file and rename, so a reader never sees half a file.
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(target)), suffix=".tmp")

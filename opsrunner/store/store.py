@@ -378,6 +378,8 @@ class Store:
             select(Result.host, Result.control_id, func.max(Result.checked_at).label("at"))
             .join(Run, Run.id == Result.run_id)
             .where(Run.status.in_(finished), Run.mode.in_(tuple(modes)))
+            # "notchecked" says nothing about the host: older evidence stays the latest word.
+            .where(Result.status != "notchecked")
         )
         if as_of is not None:
             newest = newest.where(Result.checked_at <= as_of)

@@ -122,7 +122,8 @@ def crosscheck_problems(policy: Policy, roles_dir: Path) -> list[Problem]:
                     f"no task in role {control.role!r} is named '{control.prefix} | …'",
                 )
             )
-    known = {c.id for c in policy.controls}
+    # A task is known when its id is a control, or is the task_prefix an automated control uses.
+    known = {c.id for c in policy.controls} | {c.prefix for c in policy.controls if c.role}
     for role_dir in (
         sorted(p for p in roles_dir.iterdir() if p.is_dir()) if roles_dir.is_dir() else []
     ):

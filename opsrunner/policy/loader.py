@@ -257,9 +257,7 @@ class _Collector:
             return None
         self.located[name] = located
         if not isinstance(located.data, dict):
-            self.add(
-                name, (), f"the file must hold a YAML mapping ({model.__doc__ or model.__name__})"
-            )
+            self.add(name, (), "the top level must be a YAML mapping (see docs/policy-format.md)")
             return None
         try:
             return model.model_validate(located.data)
@@ -267,6 +265,10 @@ class _Collector:
             for error in exc.errors(include_url=False):
                 loc = tuple(part for part in error["loc"] if part != "[key]")
                 message = str(error["msg"]).removeprefix("Value error, ")
+                if message.startswith("@"):
+                    # Model validators name the field they fault as "@field.sub: message".
+                    field, _, message = message[1:].partition(": ")
+                    loc = (*loc, *field.split("."))
                 if error["type"] == "extra_forbidden":
                     message = "unknown field (not in the policy format; see docs/policy-format.md)"
                 elif error["type"] == "missing":
@@ -318,10 +320,13 @@ def load_policy(path: Path | None = None) -> Policy:
     if not control_files:
         out.add(display_path(root / "controls"), (), "no controls/*.yml files", line=1)
     controls: list[tuple[str, int, Control]] = []
+    # When a controls file is broken, references to its controls would only add noise.
+    before_controls = len(out.problems)
     for cfile in control_files:
         loaded = out.read(cfile, ControlsFile)
         if loaded:
             controls += [(display_path(cfile), i, c) for i, c in enumerate(loaded.controls)]
+    controls_complete = len(out.problems) == before_controls
     parameters: list[tuple[str, str, Parameter]] = []
     for pfile in param_files:
         loaded_params = out.read(pfile, ParametersFile)
@@ -440,7 +445,8 @@ def load_policy(path: Path | None = None) -> Policy:
         locations[f"waiver:{waiver.id}"] = at(f_wai, ("waivers", i))
         target = by_id.get(waiver.control)
         if target is None:
-            out.add(f_wai, ("waivers", i, "control"), f"unknown control id {waiver.control}")
+            if controls_complete:
+                out.add(f_wai, ("waivers", i, "control"), f"unknown control id {waiver.control}")
         elif settings:
             limit = settings.waiver_max_days[target.severity]
             if waiver.expires_at - waiver.requested_at > dt.timedelta(days=limit):
@@ -461,9 +467,12 @@ def load_policy(path: Path | None = None) -> Policy:
     for i, attestation in enumerate(attest_file.attestations):
         target = by_id.get(attestation.control)
         if target is None:
-            out.add(
-                f_att, ("attestations", i, "control"), f"unknown control id {attestation.control}"
-            )
+            if controls_complete:
+                out.add(
+                    f_att,
+                    ("attestations", i, "control"),
+                    f"unknown control id {attestation.control}",
+                )
         elif target.kind != "manual":
             out.add(
                 f_att,

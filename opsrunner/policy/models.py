@@ -94,9 +94,9 @@ class Settings(_Model):
         ):
             missing = [s for s in SEVERITIES if s not in table]
             if missing:
-                raise ValueError(f"{label} lacks {', '.join(missing)}")
+                raise ValueError(f"@{label}: {label} lacks {', '.join(missing)}")
         if len(set(self.tiers)) != len(self.tiers):
-            raise ValueError("tiers are listed twice")
+            raise ValueError("@tiers: tiers are listed twice")
         return self
 
 
@@ -167,15 +167,16 @@ class Control(_Model):
     def _kind_fields(self) -> Control:
         if self.kind == "automated":
             if not self.role:
-                raise ValueError("an automated control names its role")
+                raise ValueError("@role: an automated control names its role")
             if self.evidence_required is not None:
-                raise ValueError("evidence_required belongs to manual controls")
+                raise ValueError("@evidence_required: evidence_required belongs to manual controls")
         else:
             if self.role or self.task_prefix:
-                raise ValueError("a manual control has no role or task_prefix")
+                field = "role" if self.role else "task_prefix"
+                raise ValueError(f"@{field}: a manual control has no role or task_prefix")
             if not (self.evidence_required or "").strip():
                 raise ValueError(
-                    "a manual control says what evidence_required an attestation must show"
+                    "@evidence_required: a manual control says what an attestation must show"
                 )
         return self
 
@@ -236,7 +237,7 @@ class Parameter(_Model):
         values += [(f"groups.{k}", v) for k, v in self.groups.items()]
         for where, value in values:
             if not value_matches(self.type, value):
-                raise ValueError(f"{where}: {value!r} is not of type {self.type}")
+                raise ValueError(f"@{where}: {value!r} is not of type {self.type}")
         return self
 
     @property
@@ -313,20 +314,35 @@ _KEY_TYPES = (
 )
 
 
+def _ssh_fields(blob: bytes) -> list[bytes]:
+    """Split an SSH wire-format key blob into its length-prefixed fields, exactly."""
+    fields: list[bytes] = []
+    offset = 0
+    while offset < len(blob):
+        if offset + 4 > len(blob):
+            raise ValueError("the key's base64 body is damaged (truncated field)")
+        (length,) = struct.unpack(">I", blob[offset : offset + 4])
+        offset += 4
+        if offset + length > len(blob):
+            raise ValueError("the key's base64 body is damaged (field runs past the end)")
+        fields.append(blob[offset : offset + length])
+        offset += length
+    return fields
+
+
 def _ssh_key(value: str) -> str:
     parts = value.split()
     if len(parts) < 2 or parts[0] not in _KEY_TYPES:
         raise ValueError(f"not an OpenSSH public key line (type one of {', '.join(_KEY_TYPES)})")
     try:
-        blob = base64.b64decode(parts[1], validate=True)
-        (length,) = struct.unpack(">I", blob[:4])
-        inner = blob[4 : 4 + length].decode("ascii")
-    except (binascii.Error, struct.error, UnicodeDecodeError) as exc:
+        fields = _ssh_fields(base64.b64decode(parts[1], validate=True))
+        inner = fields[0].decode("ascii") if fields else ""
+    except (binascii.Error, UnicodeDecodeError) as exc:
         raise ValueError("the key's base64 body is damaged") from exc
     if inner != parts[0]:
         raise ValueError(f"the key body says {inner!r} but the line says {parts[0]!r}")
-    if parts[0] == "ssh-ed25519" and len(blob) != 51:
-        raise ValueError("an ed25519 key body has 51 bytes")
+    if parts[0] == "ssh-ed25519" and (len(fields) != 2 or len(fields[1]) != 32):
+        raise ValueError("an ed25519 key body holds exactly one 32-byte key")
     return value
 
 
@@ -358,15 +374,17 @@ class Person(_Model):
     @model_validator(mode="after")
     def _dates(self) -> Person:
         if self.status == "departed" and self.end_date is None:
-            raise ValueError("a departed person has an end_date")
+            raise ValueError("@status: a departed person has an end_date")
         if self.status != "departed" and self.end_date is not None:
-            raise ValueError("end_date belongs to departed people")
+            raise ValueError("@end_date: end_date belongs to departed people")
         if self.status == "transferred" and (
             self.transfer_date is None or self.previous_role is None
         ):
-            raise ValueError("a transferred person has a transfer_date and a previous_role")
+            raise ValueError(
+                "@status: a transferred person has a transfer_date and a previous_role"
+            )
         if self.status != "transferred" and self.transfer_date is not None:
-            raise ValueError("transfer_date belongs to transferred people")
+            raise ValueError("@transfer_date: transfer_date belongs to transferred people")
         return self
 
 
@@ -417,12 +435,12 @@ class Waiver(_Model):
     def _consistent(self) -> Waiver:
         if self.approver is not None and self.approver == self.requester:
             raise ValueError(
-                f"approver {self.approver!r} is the requester; a waiver needs a second person"
+                f"@approver: {self.approver!r} is the requester; a waiver needs a second person"
             )
         if (self.approver is None) != (self.approved_at is None):
-            raise ValueError("approver and approved_at go together")
+            raise ValueError("@approved_at: approver and approved_at go together")
         if self.expires_at <= self.requested_at:
-            raise ValueError("expires_at is not after requested_at")
+            raise ValueError("@expires_at: expires_at is not after requested_at")
         return self
 
     def status(self, now: dt.datetime) -> Literal["pending", "active", "expired"]:
@@ -472,7 +490,7 @@ class Attestation(_Model):
     @model_validator(mode="after")
     def _order(self) -> Attestation:
         if self.valid_until <= self.attested_at:
-            raise ValueError("valid_until is not after attested_at")
+            raise ValueError("@valid_until: valid_until is not after attested_at")
         return self
 
     def valid_at(self, now: dt.datetime) -> bool:

@@ -103,10 +103,12 @@ class _Builder:
     def build(self, node: Node, path: Path_) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
+            # Report the top-level key being expanded: the alias chain's own marks point elsewhere.
+            top = path[:1]
             raise YamlProblem(
-                node.start_mark.line + 1,
-                render_path(path),
-                f"document expands to more than {MAX_NODES} nodes",
+                self.lines.get(top, node.start_mark.line + 1),
+                render_path(top),
+                f"document expands to more than {MAX_NODES} nodes (an alias bomb?)",
             )
         if node.tag not in _ALLOWED_TAGS and isinstance(node, ScalarNode) and not self.strict_tags:
             # Ansible files carry tags such as !unsafe or !vault; read them as plain text.

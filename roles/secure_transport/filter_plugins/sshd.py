@@ -40,7 +40,7 @@ def sshd_mismatches(effective: dict[str, Any], want: dict[str, Any]) -> list[str
     problems: list[str] = []
     for keyword, wanted in want.items():
         key = keyword.lower()
-        have = effective.get(key)
+        have = effective.get(key, [] if key in _MULTI else None)
         if have is None:
             problems.append(f"{keyword} not reported by sshd -T (want {wanted})")
         elif key in _ALGORITHMS:
@@ -54,7 +54,7 @@ def sshd_mismatches(effective: dict[str, Any], want: dict[str, Any]) -> list[str
             if wanted_set != have_set:
                 extra = sorted(have_set - wanted_set)
                 missing = sorted(wanted_set - have_set)
-                problems.append(f"{keyword} is {' '.join(sorted(have_set)) or '(unset)'}; "
+                problems.append(f"{keyword} is {' '.join(sorted(have_set)) or 'unset (anyone may log in)'}; "
                                 f"extra: {' '.join(extra) or '-'}; missing: {' '.join(missing) or '-'}")
         elif _norm(have) != _norm(wanted):
             problems.append(f"{keyword} is {have}, policy wants {_norm(wanted)}")

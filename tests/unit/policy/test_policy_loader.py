@@ -56,14 +56,20 @@ def test_tier_is_the_first_policy_tier_the_host_is_in(minimal: Policy) -> None:
 
 
 def test_parameters_resolve_default_then_tier_then_groups(minimal: Policy) -> None:
-    assert minimal.params_for_host(["all"]) == {"accounts_disable_within_hours": 72, "accounts_shells": ["/bin/bash"]}
+    assert minimal.params_for_host(["all"]) == {
+        "accounts_disable_within_hours": 72,
+        "accounts_shells": ["/bin/bash"],
+    }
     crit = minimal.params_for_host(["all", "critical"])
     assert crit["accounts_disable_within_hours"] == 4 and crit["accounts_tier_only"] is True
     assert minimal.params_for_host(["all", "standard"])["accounts_disable_within_hours"] == 24
     assert "accounts_tier_only" not in minimal.params_for_host(["all", "standard"])
     # groups override the tier, in the order listed: db (2) then web (12) -> web wins
     assert minimal.params_for_host(["all", "critical", "db"])["accounts_disable_within_hours"] == 2
-    assert minimal.params_for_host(["all", "critical", "db", "web"])["accounts_disable_within_hours"] == 12
+    assert (
+        minimal.params_for_host(["all", "critical", "db", "web"])["accounts_disable_within_hours"]
+        == 12
+    )
 
 
 def test_host_vars_carry_context(minimal: Policy) -> None:
@@ -71,7 +77,12 @@ def test_host_vars_carry_context(minimal: Policy) -> None:
     assert values["opsrunner_tier"] == "critical"
     assert [w["name"] for w in values["opsrunner_windows"]] == ["crit-weekly"]
     assert values["opsrunner_notices"][0]["ticket"] == "CHG-1"
-    assert {p["user"] for p in values["opsrunner_roster"]["people"]} == {"alice", "dave", "frank", "grace"}
+    assert {p["user"] for p in values["opsrunner_roster"]["people"]} == {
+        "alice",
+        "dave",
+        "frank",
+        "grace",
+    }
     assert values["opsrunner_roster"]["role_map"]["sysadmin"]["sudo"] is True
     assert minimal.host_vars(["all"])["opsrunner_tier"] == "none"
     assert minimal.host_vars(["all"])["opsrunner_windows"] == []
@@ -82,26 +93,41 @@ def test_digest_is_stable_and_follows_content(tmp_path: Path, minimal: Policy) -
     copy = tmp_path / "policy"
     shutil.copytree(MINIMAL, copy)
     (copy / "controls" / "training.yml").write_text(
-        (copy / "controls" / "training.yml").read_text().replace("severity: medium", "severity: high")
+        (copy / "controls" / "training.yml")
+        .read_text()
+        .replace("severity: medium", "severity: high")
     )
     assert load_policy(copy).digest() != minimal.digest()
     # comments and key order do not change the meaning, nor the digest
     text = (MINIMAL / "policy.yml").read_text()
-    (copy / "controls" / "training.yml").write_text((MINIMAL / "controls" / "training.yml").read_text())
-    (copy / "policy.yml").write_text("# a comment\n" + "\n".join(reversed(text.splitlines())) + "\n")
+    (copy / "controls" / "training.yml").write_text(
+        (MINIMAL / "controls" / "training.yml").read_text()
+    )
+    (copy / "policy.yml").write_text(
+        "# a comment\n" + "\n".join(reversed(text.splitlines())) + "\n"
+    )
     assert load_policy(copy).digest() == minimal.digest()
 
 
 def test_waiver_status_and_scope(minimal: Policy) -> None:
     approved, pending = minimal.waivers
     at = dt.datetime(2026, 12, 1, tzinfo=UTC)
-    assert approved.status(at) == "active" and pending.status(dt.datetime(2026, 11, 15, tzinfo=UTC)) == "pending"
+    assert (
+        approved.status(at) == "active"
+        and pending.status(dt.datetime(2026, 11, 15, tzinfo=UTC)) == "pending"
+    )
     assert approved.status(dt.datetime(2027, 1, 30, tzinfo=UTC)) == "expired"
     assert minimal.waivers_for("ACX-001", "legacy1", ["all"], at) == (approved,)
     assert minimal.waivers_for("ACX-001", "other", ["all"], at) == ()
-    assert minimal.waivers_for("ACX-001", "legacy1", ["all"], dt.datetime(2027, 2, 1, tzinfo=UTC)) == ()
+    assert (
+        minimal.waivers_for("ACX-001", "legacy1", ["all"], dt.datetime(2027, 2, 1, tzinfo=UTC))
+        == ()
+    )
     # a pending waiver never applies
-    assert minimal.waivers_for("TRX-001", "h", ["standard"], dt.datetime(2026, 11, 15, tzinfo=UTC)) == ()
+    assert (
+        minimal.waivers_for("TRX-001", "h", ["standard"], dt.datetime(2026, 11, 15, tzinfo=UTC))
+        == ()
+    )
 
 
 def test_attestations(minimal: Policy) -> None:

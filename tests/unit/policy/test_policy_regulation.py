@@ -1,4 +1,4 @@
-"""The project's copy of the regulation matches the source, and the real policy covers every leaf."""
+"""The regulation copy matches the source; the real policy covers every leaf clause."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def source_numbers(text: str) -> list[str]:
 
 
 def test_the_source_parser_sees_chapters_sections_and_items() -> None:
-    sample = "## 3 Daily (日常)\n- 3.1 Monitoring\n  - 3.1.1 A thing: 4.2 is not a clause\n- 3.2 Data\n"
+    sample = (
+        "## 3 Daily (日常)\n- 3.1 Monitoring\n  - 3.1.1 A thing: 4.2 is not a clause\n- 3.2 Data\n"
+    )
     assert source_numbers(sample) == ["3", "3.1", "3.1.1", "3.2"]
 
 
@@ -41,7 +43,12 @@ def test_regulation_lists_exactly_the_source_clause_numbers() -> None:
 
 @pytest.mark.skipif(not SOURCE.is_file(), reason="../shared/policy-source.md is not present")
 def test_chinese_headings_match_the_source() -> None:
-    headings = dict(re.findall(r"(\d+(?:\.\d+)*) [^(\n]*\(([^)\n]*[\u4e00-\u9fff][^)\n]*)\)", SOURCE.read_text(encoding="utf-8")))
+    headings = dict(
+        re.findall(
+            r"(\d+(?:\.\d+)*) [^(\n]*\(([^)\n]*[\u4e00-\u9fff][^)\n]*)\)",
+            SOURCE.read_text(encoding="utf-8"),
+        )
+    )
     policy = load_policy(ROOT / "policy")
     for clause in policy.clauses:
         assert clause.heading_zh == headings.get(clause.number), clause.number

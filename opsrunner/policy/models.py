@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -59,7 +60,20 @@ def _as_list(value: Any) -> Any:
 # Records kept in git (waivers, attestations) are in UTC, so diffs and comparisons never
 # depend on the reviewer's zone.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
-Clauses = Annotated[list[ClauseNumber], BeforeValidator(_as_list), Field(min_length=1)]
+Clauses = Annotated[
+    list[ClauseNumber],
+    BeforeValidator(_as_list),
+    Field(min_length=1),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": CLAUSE_RE},
+                {"type": "array", "items": {"type": "string", "pattern": CLAUSE_RE}, "minItems": 1},
+            ],
+            "description": "Clause number(s) from regulation.yml, e.g. [\"3.2.1\"].",
+        }
+    ),
+]
 
 
 class _Model(BaseModel):

@@ -43,10 +43,15 @@ class Settings(BaseModel):
     batch_size: int = Field(
         default=50, ge=1, description="Results written to the store per transaction"
     )
-    scoring_model: str = Field(default="default", pattern="^(default|flat|absolute)$")
+    scoring_model: str | None = Field(
+        default=None, pattern="^(xccdf|default|flat|absolute)$", description="Default: the policy's"
+    )
     scrape_interval: int = Field(default=60, ge=1, description="Seconds between monitoring scrapes")
     scrape_timeout: float = Field(default=5.0, gt=0, description="Seconds one scrape may take")
     retention_days: int = Field(default=400, ge=1, description="Default for `store prune`")
+    schedules: dict[str, str] = Field(
+        default_factory=dict, description="Job name -> cron (UTC), overriding the derived schedule"
+    )
 
 
 def discover(explicit: str | os.PathLike[str] | None = None) -> Path | None:

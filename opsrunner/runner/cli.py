@@ -2,9 +2,736 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
 import typer
+
+from opsrunner import config, paths
+from opsrunner.store import Store, StoreError
+
+EXIT_SKIPPED = 75  # EX_TEMPFAIL: another run held the lock; try later
+
+runs_app = typer.Typer(
+    help="Browse recorded runs and recover them from artifacts.", no_args_is_help=True
+)
+schedule_app = typer.Typer(
+    help="The schedule derived from the policy, and its export.", no_args_is_help=True
+)
+store_app = typer.Typer(help="Store upkeep: info, prune, export, import.", no_args_is_help=True)
+
+# -- shared options ------------------------------------------------------------------------------
+ConfigOpt = typer.Option(
+    None, "--config", help="Config file (else $OPSRUNNER_CONFIG, ./opsrunner.yml, ~/.config)."
+)
+StoreOpt = typer.Option(
+    None, "--store", help="Store: sqlite path/URL or postgresql://… (default: SQLite in state dir)."
+)
+InventoryOpt = typer.Option(None, "--inventory", "-i", help="Inventory (default: inventories/lab).")
+PolicyOpt = typer.Option(None, "--policy", help="Policy directory (default: policy/).")
+StateOpt = typer.Option(None, "--state-dir", help="State directory (store, evidence, artifacts).")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings(config_file: str | None, **flags: Any) -> config.Settings:
+    try:
+        return config.load(config_file, **flags)
+    except config.ConfigError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@contextmanager
+def _store(settings: config.Settings) -> Iterator[Store]:
+    try:
+        opened = Store.open(settings.store, config.state_dir(settings))
+    except StoreError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        yield opened
+    except StoreError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        opened.close()
+
+
+def _load_policy(settings: config.Settings, revision: str | None = None) -> Any:
+    from opsrunner.policy import PolicyError, load_policy
+
+    where = Path(settings.policy) if settings.policy else None
+    try:
+        if revision:
+            return _policy_at(revision, where)
+        return load_policy(where)
+    except PolicyError as exc:
+        raise _fail(f"the policy does not load:\n{exc}") from exc
+
+
+def _policy_at(revision: str, where: Path | None) -> Any:
+    """The policy as it was at a git revision (re-score a past run under another revision)."""
+    from opsrunner.policy import default_policy_dir, load_policy
+
+    policy_dir = (where or default_policy_dir()).resolve()
+    top = subprocess.run(
+        ["git", "-C", str(policy_dir), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if top.returncode != 0:
+        raise _fail(f"{policy_dir}: not in a git checkout, cannot read revision {revision}")
+    root = Path(top.stdout.strip())
+    relative = policy_dir.relative_to(root)
+    with tempfile.TemporaryDirectory(prefix="opsrunner-policy-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", "--format=tar", revision, str(relative)],
+            capture_output=True,
+            check=False,
+        )
+        if archive.returncode != 0:
+            raise _fail(f"git archive {revision} {relative}: {archive.stderr.decode().strip()}")
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        return load_policy(Path(tmp) / relative)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """90d, 12h, 2w, 30m, 45s."""
+    match = _DURATION.match(text)
+    if not match:
+        raise typer.BadParameter(f"{text!r}: give a number and s, m, h, d or w (e.g. 90d)")
+    amount, unit = int(match.group(1)), match.group(2)
+    return dt.timedelta(
+        **{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[unit]: amount}
+    )
+
+
+# -- audit / enforce / operate -------------------------------------------------------------------
+def _run(
+    mode: str,
+    *,
+    job: str | None,
+    limit: str | None,
+    controls: list[str] | None,
+    inventory: str | None,
+    store: str | None,
+    config_file: str | None,
+    policy: str | None,
+    state_dir: str | None,
+    forks: int | None,
+    task_timeout: int | None,
+    run_timeout: int | None,
+    tags: str | None,
+    plain: bool,
+    summary: bool,
+    schedule_job: str | None,
+) -> None:
+    from opsrunner.runner.progress import PlainReporter, for_terminal
+    from opsrunner.runner.run import RunError, run
+    from opsrunner.runner.summary import compliance_summary
+
+    settings = _settings(
+        config_file,
+        store=store,
+        inventory=inventory,
+        policy=policy,
+        state_dir=state_dir,
+        forks=forks,
+        task_timeout=task_timeout,
+        run_timeout=run_timeout,
+    )
+    reporter = PlainReporter() if plain else for_terminal()
+    with _store(settings) as opened:
+        try:
+            record = run(
+                mode,
+                config.inventory(settings),
+                limit=limit,
+                controls=_split(controls),
+                store=opened,
+                job=job or schedule_job,
+                settings=settings,
+                reporter=reporter,
+                tags=tags,
+            )
+        except RunError as exc:
+            raise _fail(str(exc)) from exc
+        if summary and record.status != "skipped":
+            typer.echo(
+                compliance_summary(
+                    opened, record.ident, _load_policy(settings), model=settings.scoring_model
+                )
+            )
+    if record.status == "skipped":
+        raise typer.Exit(EXIT_SKIPPED)
+    if record.status != "successful":
+        raise typer.Exit(1)
+
+
+LimitOpt = typer.Option(None, "--limit", "-l", help="Ansible host pattern to limit the run to.")
+ControlsOpt = typer.Option(
+    None, "--controls", "-c", help="Control ids (comma-separated or repeated)."
+)
+ForksOpt = typer.Option(None, "--forks", help="Parallel hosts.")
+TaskTimeoutOpt = typer.Option(None, "--task-timeout", help="Seconds one task may take (0: none).")
+RunTimeoutOpt = typer.Option(
+    None, "--run-timeout", help="Seconds the whole run may take (0: none)."
+)
+TagsOpt = typer.Option(None, "--tags", help="Ansible tags to run (e.g. fw-001).")
+PlainOpt = typer.Option(False, "--plain", help="Plain progress lines even on a terminal.")
+SummaryOpt = typer.Option(
+    True, "--summary/--no-summary", help="Print the compliance summary at the end."
+)
+ScheduleJobOpt = typer.Option(None, "--schedule-job", help="Record the run as this schedule job's.")
+
+
+def _audit_like(mode: str) -> Any:
+    def command(
+        limit: str | None = LimitOpt,
+        controls: list[str] | None = ControlsOpt,
+        inventory: str | None = InventoryOpt,
+        store: str | None = StoreOpt,
+        config_file: str | None = ConfigOpt,
+        policy: str | None = PolicyOpt,
+        state_dir: str | None = StateOpt,
+        forks: int | None = ForksOpt,
+        task_timeout: int | None = TaskTimeoutOpt,
+        run_timeout: int | None = RunTimeoutOpt,
+        tags: str | None = TagsOpt,
+        plain: bool = PlainOpt,
+        summary: bool = SummaryOpt,
+        schedule_job: str | None = ScheduleJobOpt,
+    ) -> None:
+        _run(
+            mode,
+            job=None,
+            limit=limit,
+            controls=controls,
+            inventory=inventory,
+            store=store,
+            config_file=config_file,
+            policy=policy,
+            state_dir=state_dir,
+            forks=forks,
+            task_timeout=task_timeout,
+            run_timeout=run_timeout,
+            tags=tags,
+            plain=plain,
+            summary=summary,
+            schedule_job=schedule_job,
+        )
+
+    command.__doc__ = {
+        "audit": "Audit: run the policy's playbooks in check mode (never changes a host).",
+        "enforce": "Enforce: remediate hosts until compliant (disruptive steps as roles allow).",
+    }[mode]
+    return command
+
+
+def operate(
+    job: str = typer.Argument(
+        ..., help="The job: playbooks/operate_<JOB>.yml (backup, restore_test, …)."
+    ),
+    limit: str | None = LimitOpt,
+    inventory: str | None = InventoryOpt,
+    store: str | None = StoreOpt,
+    config_file: str | None = ConfigOpt,
+    policy: str | None = PolicyOpt,
+    state_dir: str | None = StateOpt,
+    forks: int | None = ForksOpt,
+    task_timeout: int | None = TaskTimeoutOpt,
+    run_timeout: int | None = RunTimeoutOpt,
+    plain: bool = PlainOpt,
+    summary: bool = typer.Option(
+        False, "--summary/--no-summary", help="Print the summary at the end."
+    ),
+    schedule_job: str | None = ScheduleJobOpt,
+) -> None:
+    """Operate: run an operational job (backup, restore test, log-review action) and record it."""
+    del schedule_job  # the operate job's own name is what its runs are recorded under
+    _run(
+        "operate",
+        job=job,
+        limit=limit,
+        controls=None,
+        inventory=inventory,
+        store=store,
+        config_file=config_file,
+        policy=policy,
+        state_dir=state_dir,
+        forks=forks,
+        task_timeout=task_timeout,
+        run_timeout=run_timeout,
+        tags=None,
+        plain=plain,
+        summary=summary,
+        schedule_job=None,
+    )
+
+
+# -- runs ----------------------------------------------------------------------------------------
+@runs_app.command("list")
+def runs_list(
+    count: int = typer.Option(20, "--count", "-n", help="How many runs, newest first."),
+    mode: str | None = typer.Option(None, "--mode", help="Only audit, enforce or operate runs."),
+    status: str | None = typer.Option(None, "--status", help="Only runs with this status."),
+    store: str | None = StoreOpt,
+    config_file: str | None = ConfigOpt,
+    state_dir: str | None = StateOpt,
+    as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
+) -> None:
+    """List recorded runs, newest first."""
+    settings = _settings(config_file, store=store, state_dir=state_dir)
+    with _store(settings) as opened:
+        for run in opened.list_runs(limit=count, mode=mode, status=status):
+            if as_json:
+                typer.echo(
+                    json.dumps(
+                        {
+                            "id": run.id,
+                            "ident": run.ident,
+                            "mode": run.mode,
+                            "status": run.status,
+                            "started_at": run.started_at.isoformat(),
+                            "job": run.job,
+                            "late": run.late,
+                        }
+                    )
+                )
+                continue
+            ended = run.ended_at.isoformat(timespec="seconds") if run.ended_at else "-"
+            late = " late" if run.late else ""
+            typer.echo(
+                f"{run.id:>5} {run.ident:<40} {run.mode:<8} {run.status:<12} "
+                f"{run.started_at.isoformat(timespec='seconds')} → {ended} {run.job}{late}"
+            )
+
+
+@runs_app.command("show")
+def runs_show(
+    run_key: str = typer.Argument(..., help="Run id or ident (a unique prefix will do)."),
+    failed_only: bool = typer.Option(False, "--failed", help="Only results that do not pass."),
+    store: str | None = StoreOpt,
+    config_file: str | None = ConfigOpt,
+    state_dir: str | None = StateOpt,
+    as_json: bool = typer.Option(False, "--json", help="The run and its results as JSON."),
+) -> None:
+    """Show one run: its record, hosts and every host x control result with evidence."""
+    settings = _settings(config_file, store=store, state_dir=state_dir)
+    with _store(settings) as opened:
+        run = opened.get_run(run_key)
+        assert run.id is not None
+        results = opened.results(run.id)
+        hosts = opened.hosts(run.id)
+    if failed_only:
+        results = [r for r in results if r.status not in ("pass", "notapplicable")]
+    if as_json:
+        payload = {
+            "run": {
+                k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+                for k, v in run.__dict__.items()
+            },
+            "hosts": [h.__dict__ for h in hosts],
+            "results": [
+                {
+                    k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+                    for k, v in r.__dict__.items()
+                }
+                for r in results
+            ],
+        }
+        typer.echo(json.dumps(payload, indent=2, default=list))
+        return
+    for key in (
+        "ident",
+        "mode",
+        "job",
+        "status",
+        "rc",
+        "started_at",
+        "ended_at",
+        "user",
+        "controller",
+        "inventory",
+        "limit",
+        "controls",
+        "policy_commit",
+        "policy_digest",
+        "scheduled_for",
+        "late",
+        "reason",
+        "artifact_dir",
+    ):
+        typer.echo(f"{key:>14}: {getattr(run, key)}")
+    for host in hosts:
+        state = "reachable" if host.reachable else f"UNREACHABLE ({host.reason})"
+        typer.echo(f"host {host.host} [{', '.join(host.groups)}] {state} {host.stats}")
+    for r in results:
+        flag = " remediated" if r.remediated else ""
+        typer.echo(f"  {r.host:<16} {r.control_id:<9} {r.status:<13}{flag} {r.reason}")
+        if r.evidence:
+            typer.echo(f"  {'':<16} evidence: {r.evidence[:200]} (sha256 {r.evidence_sha256[:12]})")
+
+
+@runs_app.command("import")
+def runs_import(
+    run_dir: Path = typer.Argument(..., help="A run's private data dir (<state>/runs/<ident>)."),  # noqa: B008
+    store: str | None = StoreOpt,
+    config_file: str | None = ConfigOpt,
+    state_dir: str | None = StateOpt,
+) -> None:
+    """Re-import a run from ansible-runner's artifacts (after a crash); safe to repeat."""
+    from opsrunner.runner.run import RunError, import_artifacts
+
+    settings = _settings(config_file, store=store, state_dir=state_dir)
+    with _store(settings) as opened:
+        try:
+            record = import_artifacts(opened, run_dir, config.state_dir(settings))
+        except RunError as exc:
+            raise _fail(str(exc)) from exc
+    typer.echo(f"run {record.ident}: {record.status}")
+
+
+# -- score ---------------------------------------------------------------------------------------
+def score(
+    run_key: str | None = typer.Option(
+        None, "--run", help="Score one run (default: latest evidence per host x control)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="xccdf (XCCDF 1.2 default), flat or absolute."
+    ),
+    view: str = typer.Option(
+        "effective", "--view", help="raw (waivers ignored) or effective, for gates."
+    ),
+    kind: str = typer.Option("all", "--kind", help="automated, manual or all, for gates."),
+    fail_under: float | None = typer.Option(
+        None, "--fail-under", help="Exit 1 when the score is under N%."
+    ),
+    max_failed: list[str] | None = typer.Option(  # noqa: B008 - typer declares options as defaults
+        None, "--max-failed", help="SEVERITY=N: at most N not passing (repeat)."
+    ),
+    explain: str | None = typer.Option(
+        None, "--explain", help="CONTROL, CLAUSE, CHAPTER or HOST: the figures and evidence."
+    ),
+    policy_rev: str | None = typer.Option(
+        None, "--policy-rev", help="Score under the policy at this git revision."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    store: str | None = StoreOpt,
+    config_file: str | None = ConfigOpt,
+    policy: str | None = PolicyOpt,
+    state_dir: str | None = StateOpt,
+) -> None:
+    """Compliance scores: per host, chapter, clause and control; raw and effective; CI gates."""
+    from opsrunner.runner.summary import render_summary, run_scores, summary_json
+    from opsrunner.scoring import explain as explain_scores
+    from opsrunner.scoring import gate
+    from opsrunner.scoring import score as compute
+    from opsrunner.store import RunRecord
+
+    settings = _settings(config_file, store=store, policy=policy, state_dir=state_dir)
+    limits: dict[str, int] = {}
+    for item in max_failed or []:
+        name, _, number = item.partition("=")
+        if name not in ("low", "medium", "high", "critical") or not number.isdigit():
+            raise _fail(f"--max-failed {item!r}: give SEVERITY=N, e.g. critical=0")
+        limits[name] = int(number)
+    loaded = _load_policy(settings, policy_rev)
+    chosen = model or settings.scoring_model
+    with _store(settings) as opened:
+        if run_key:
+            run = opened.get_run(run_key)
+            assert run.id is not None
+            hosts = opened.hosts(run.id)
+            try:
+                scores = run_scores(loaded, run, opened.results(run.id), hosts, model=chosen)
+            except ValueError as exc:
+                raise _fail(str(exc)) from exc
+        else:
+            now = dt.datetime.now(dt.UTC)
+            latest = opened.latest_results(as_of=now)
+            groups = opened.host_groups()
+            try:
+                scores = compute(loaded, latest, groups, now, model=chosen)
+            except ValueError as exc:
+                raise _fail(str(exc)) from exc
+            hosts = []
+            run = RunRecord(
+                ident="latest-evidence",
+                mode="audit",
+                status="successful",
+                started_at=now,
+                ended_at=now,
+                policy_digest=loaded.digest(),
+            )
+    if explain:
+        try:
+            label, figures, items = explain_scores(scores, explain)
+        except KeyError as exc:
+            raise _fail(str(exc.args[0])) from exc
+        typer.echo(f"{label} {explain} ({scores.model} model, as of {scores.as_of.isoformat()})")
+        for (v, k), fig in sorted(figures.figures.items()):
+            typer.echo(
+                f"  {v:<9} {k:<9} {fig!s:>7}  points {fig.points:g} / {fig.maximum:g}  "
+                f"counted {fig.counted}, passed {fig.passed}"
+            )
+        for i in sorted(items, key=lambda i: (i.target, i.control_id)):
+            waived = f" waiver {i.waiver}" if i.waiver else ""
+            at = i.evidence_at.isoformat() if i.evidence_at else "never"
+            typer.echo(
+                f"  {i.target:<16} {i.control_id:<9} w={i.weight:g} "
+                f"raw={i.raw:<8} eff={i.effective:<8}"
+                f"{waived} evidence {at} run {i.run_id or '-'}: {i.reason or i.evidence[:80]}"
+            )
+    elif as_json:
+        typer.echo(json.dumps(summary_json(run, scores), indent=2, sort_keys=True))
+    else:
+        typer.echo(render_summary(run, scores, hosts))
+    problems = gate(scores, fail_under=fail_under, max_failed=limits, view=view, kind=kind)
+    for problem in problems:
+        typer.echo(f"gate: {problem}", err=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+# -- schedule and daemon -------------------------------------------------------------------------
+def _jobs(settings: config.Settings) -> list[Any]:
+    from opsrunner.runner.scope import site_roles
+    from opsrunner.schedule import jobs_from_policy
+
+    loaded = _load_policy(settings)
+    playbooks = paths.project_root() / "playbooks"
+    site = playbooks / "site.yml"
+    roles = site_roles(site) if site.is_file() else []
+    try:
+        return jobs_from_policy(loaded, playbooks, overrides=settings.schedules, roles=roles)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@schedule_app.command("list")
+def schedule_list(
+    config_file: str | None = ConfigOpt,
+    policy: str | None = PolicyOpt,
+) -> None:
+    """Every scheduled job, why it exists and when it runs next."""
+    settings = _settings(config_file, policy=policy)
+    now = dt.datetime.now(dt.UTC)
+    for job in _jobs(settings):
+        nxt = job.next_after(now).isoformat(timespec="minutes")
+        scope = f" controls {len(job.controls)}" if job.controls else ""
+        limit = f" limit {job.limit}" if job.limit else ""
+        typer.echo(
+            f"{job.name:<32} {job.mode:<8} '{job.cron}' {job.timezone:<14} "
+            f"next {nxt}{scope}{limit}  # {job.why}"
+        )
+
+
+@schedule_app.command("next")
+def schedule_next(
+    count: int = typer.Option(10, "--count", "-n", help="How many upcoming runs."),
+    config_file: str | None = ConfigOpt,
+    policy: str | None = PolicyOpt,
+) -> None:
+    """The next runs across all jobs, soonest first."""
+    from opsrunner.schedule import next_runs
+
+    settings = _settings(config_file, policy=policy)
+    now = dt.datetime.now(dt.UTC)
+    for job, when in next_runs(_jobs(settings), now, count)[:count]:
+        typer.echo(f"{when.isoformat(timespec='minutes')}  {job.name} ({job.mode})")
+
+
+@schedule_app.command("export")
+def schedule_export(
+    systemd: Path | None = typer.Option(  # noqa: B008 - typer declares options as defaults
+        None, "--systemd", help="Write .service/.timer units into this directory."
+    ),
+    cron: bool = typer.Option(False, "--cron", help="Print a crontab."),
+    executable: str = typer.Option(
+        "opsrunner", "--executable", help="The opsrunner command the units call."
+    ),
+    config_file: str | None = ConfigOpt,
+    policy: str | None = PolicyOpt,
+) -> None:
+    """Export the schedule as systemd timers or a crontab (for people who prefer the OS)."""
+    from opsrunner.schedule import export_cron, export_systemd
+
+    if (systemd is None) == (not cron):
+        raise _fail("give exactly one of --systemd DIR or --cron")
+    settings = _settings(config_file, policy=policy)
+    jobs = _jobs(settings)
+    extra = ["--plain", "--no-summary"]
+    if systemd is not None:
+        systemd.mkdir(parents=True, exist_ok=True)
+        for name, content in export_systemd(jobs, executable, extra).items():
+            (systemd / name).write_text(content, encoding="utf-8")
+            typer.echo(str(systemd / name))
+    else:
+        typer.echo(export_cron(jobs, executable, extra), nl=False)
+
+
+def daemon(
+    once: bool = typer.Option(
+        False, "--once", help="Run what is due (and scrape once), then exit."
+    ),
+    scrape_interval: int | None = typer.Option(
+        None, "--scrape-interval", help="Seconds between scrapes."
+    ),
+    inventory: str | None = InventoryOpt,
+    store: str | None = StoreOpt,
+    config_file: str | None = ConfigOpt,
+    policy: str | None = PolicyOpt,
+    state_dir: str | None = StateOpt,
+) -> None:
+    """Run due jobs (a missed one once, recorded late), skip overlaps, scrape node exporters."""
+    import logging
+
+    from opsrunner.runner.run import run
+    from opsrunner.runner.scope import ScopeError, host_vars
+    from opsrunner.schedule import Daemon
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+    settings = _settings(
+        config_file,
+        store=store,
+        inventory=inventory,
+        policy=policy,
+        state_dir=state_dir,
+        scrape_interval=scrape_interval,
+    )
+    inv = config.inventory(settings)
+    try:
+        hostvars = host_vars(inv)
+    except ScopeError as exc:
+        raise _fail(str(exc)) from exc
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    with _store(settings) as opened:
+        Daemon(settings, opened, _jobs(settings), inv, runner=run, hostvars=hostvars).serve(
+            stop, once=once
+        )
+
+
+# -- store ---------------------------------------------------------------------------------------
+@store_app.command("info")
+def store_info(
+    store: str | None = StoreOpt,
+    config_file: str | None = ConfigOpt,
+    state_dir: str | None = StateOpt,
+) -> None:
+    """Where the store is, its schema revision and how many runs it holds."""
+    settings = _settings(config_file, store=store, state_dir=state_dir)
+    with _store(settings) as opened:
+        url = opened.engine.url.render_as_string(hide_password=True)
+        typer.echo(f"store {url} ({opened.dialect}), schema {opened.schema_revision()}")
+        typer.echo(
+            f"runs {len(opened.list_runs(limit=1_000_000))}, samples {len(opened.samples())}"
+        )
+
+
+@store_app.command("prune")
+def store_prune(
+    older_than: str = typer.Option(
+        ..., "--older-than", help="Age, e.g. 400d, 12w: runs and samples older than this."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count, delete nothing."),
+    store: str | None = StoreOpt,
+    config_file: str | None = ConfigOpt,
+    state_dir: str | None = StateOpt,
+) -> None:
+    """Delete old runs and samples; runs holding a control's newest evidence are kept."""
+    from opsrunner.runner import evidence
+
+    age = parse_duration(older_than)
+    settings = _settings(config_file, store=store, state_dir=state_dir)
+    cutoff = dt.datetime.now(dt.UTC) - age
+    with _store(settings) as opened:
+        counts = opened.prune(cutoff, dry_run=dry_run)
+        files = (
+            0
+            if dry_run
+            else evidence.prune_files(config.state_dir(settings), opened.evidence_hashes())
+        )
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(
+        f"{verb} {counts['runs']} runs ({counts['results']} results) "
+        f"and {counts['samples']} samples "
+        f"older than {cutoff.isoformat(timespec='seconds')}; "
+        f"kept {counts['kept_runs']} old runs that hold "
+        f"the latest evidence; {files} evidence files removed"
+    )
+
+
+@store_app.command("export")
+def store_export(
+    target: Path = typer.Argument(..., help="File to write (JSON lines)."),  # noqa: B008
+    store: str | None = StoreOpt,
+    config_file: str | None = ConfigOpt,
+    state_dir: str | None = StateOpt,
+) -> None:
+    """Export the whole store (backup, or migration between SQLite and PostgreSQL)."""
+    settings = _settings(config_file, store=store, state_dir=state_dir)
+    with _store(settings) as opened:
+        counts = opened.export(target)
+    typer.echo(f"{target}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@store_app.command("import")
+def store_import(
+    source: Path = typer.Argument(..., help="A file written by `store export`."),  # noqa: B008
+    store: str | None = StoreOpt,
+    config_file: str | None = ConfigOpt,
+    state_dir: str | None = StateOpt,
+) -> None:
+    """Import an export; runs already present are left alone, so repeating it is safe."""
+    if not source.is_file():
+        raise _fail(f"{source}: no such file")
+    settings = _settings(config_file, store=store, state_dir=state_dir)
+    with _store(settings) as opened:
+        counts = opened.import_(source)
+    typer.echo(f"{source}: imported " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 def register(app: typer.Typer) -> None:
     """Attach the runner's commands and groups to the root command."""
-    del app
+    app.command("audit")(_audit_like("audit"))
+    app.command("enforce")(_audit_like("enforce"))
+    app.command("operate")(operate)
+    app.command("score")(score)
+    app.command("daemon")(daemon)
+    app.add_typer(runs_app, name="runs")
+    app.add_typer(schedule_app, name="schedule")
+    app.add_typer(store_app, name="store")
+
+
+__all__ = ["EXIT_SKIPPED", "parse_duration", "register"]

@@ -361,6 +361,16 @@ class Store:
                 for r in rows
             ]
 
+    def host_groups(self) -> dict[str, list[str]]:
+        """Each host's inventory groups as its newest run saw them."""
+        query = (
+            select(RunHost.host, RunHost.groups)
+            .join(Run, Run.id == RunHost.run_id)
+            .order_by(Run.started_at, Run.id)
+        )
+        with self.session() as session:
+            return {host: list(groups or []) for host, groups in session.execute(query)}
+
     def results(self, run_id: int) -> list[ResultRecord]:
         """Every result of one run, by host then control."""
         query = (

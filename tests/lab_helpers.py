@@ -67,7 +67,12 @@ def run_playbook(
         path = ROOT / path
     with tempfile.TemporaryDirectory(prefix="opsrunner-results-") as tmp:
         results_file = Path(tmp) / "results.json"
-        cmd = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(lab.inventory_path), str(path)]
+        cmd = [
+            str(ROOT / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(lab.inventory_path),
+            str(path),
+        ]
         if check:
             cmd.append("--check")
         if diff:
@@ -80,10 +85,16 @@ def run_playbook(
             cmd += ["--skip-tags", skip_tags if isinstance(skip_tags, str) else ",".join(skip_tags)]
         if extra_vars:
             cmd += ["--extra-vars", json.dumps(extra_vars)]
-        run_env = {**os.environ, "OPSRUNNER_RESULTS_FILE": str(results_file), "ANSIBLE_NOCOLOR": "1",
-                   "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
-        proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        run_env = {
+            **os.environ,
+            "OPSRUNNER_RESULTS_FILE": str(results_file),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            **(env or {}),
+        }
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=timeout, check=False
+        )
         data: dict[str, Any] = {}
         if results_file.is_file():
             data = json.loads(results_file.read_text())
@@ -98,7 +109,9 @@ def controls(results: dict[str, Any], host: str) -> dict[str, str]:
     """``{control id: status}`` of one host; ``{"*": "unreachable"}`` when the host was unreachable."""
     entry = results.get("hosts", {}).get(host)
     if entry is None:
-        raise AssertionError(f"host {host!r} is not in the results (hosts: {sorted(results.get('hosts', {}))})")
+        raise AssertionError(
+            f"host {host!r} is not in the results (hosts: {sorted(results.get('hosts', {}))})"
+        )
     if not entry.get("reachable", True):
         return {"*": "unreachable"}
     return {cid: c["status"] for cid, c in entry.get("controls", {}).items()}
@@ -108,7 +121,9 @@ def control(results: dict[str, Any], host: str, cid: str) -> dict[str, Any]:
     """The full record of one control on one host (status, evidence, data, reason, checks)."""
     entry = results.get("hosts", {}).get(host, {}).get("controls", {}).get(cid)
     if entry is None:
-        raise AssertionError(f"control {cid} not reported for {host}; reported: {sorted(controls(results, host))}")
+        raise AssertionError(
+            f"control {cid} not reported for {host}; reported: {sorted(controls(results, host))}"
+        )
     return dict(entry)
 
 
@@ -135,7 +150,9 @@ def network_problems(lab: Lab | None = None) -> list[str]:
         for name in lab.hosts:
             ns = net.netns_name(lab.name, name)
             for family in ("-4", "-6"):
-                out = net.ip("-n", ns, family, "route", "show", "default", check=False).stdout.strip()
+                out = net.ip(
+                    "-n", ns, family, "route", "show", "default", check=False
+                ).stdout.strip()
                 if out:
                     problems.append(f"{name} has a default route ({family}): {out}")
             inside = lab.ssh(name, "ip route show default; ip -6 route show default").stdout.strip()
@@ -168,5 +185,7 @@ def leftovers(lab_name: str) -> list[str]:
         if (root / "opsrunner" / lab_name).exists():
             found.append(f"cgroup {root / 'opsrunner' / lab_name}")
     neigh = net.ip("neigh", "show").stdout
-    found += [f"neighbour {line}" for line in neigh.splitlines() if net.bridge_name(lab_name) in line]
+    found += [
+        f"neighbour {line}" for line in neigh.splitlines() if net.bridge_name(lab_name) in line
+    ]
     return found

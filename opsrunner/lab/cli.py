@@ -14,11 +14,17 @@ from rich.table import Table
 from opsrunner.lab.core import DEFAULT_LAB, HostSpec, Lab, all_labs
 from opsrunner.lab.net import LabError
 
-app = typer.Typer(help="Disposable real Debian lab hosts (systemd-nspawn over SSH).", no_args_is_help=True)
+app = typer.Typer(
+    help="Disposable real Debian lab hosts (systemd-nspawn over SSH).", no_args_is_help=True
+)
 console = Console()
 err = Console(stderr=True)
 
-NameOpt = typer.Option(DEFAULT_LAB, "--name", help="Lab name (1-9 lowercase letters/digits); decides bridge, subnet, netns.")
+NameOpt = typer.Option(
+    DEFAULT_LAB,
+    "--name",
+    help="Lab name (1-9 lowercase letters/digits); decides bridge, subnet, netns.",
+)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -28,7 +34,9 @@ def _fail(exc: Exception) -> typer.Exit:
 
 def _parse_host(text: str) -> HostSpec:
     name, _, groups = text.partition(":")
-    return HostSpec(name=name.strip(), groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
+    return HostSpec(
+        name=name.strip(), groups=tuple(g.strip() for g in groups.split(",") if g.strip())
+    )
 
 
 def _load_spec(path: Path) -> list[HostSpec]:
@@ -52,12 +60,19 @@ def _load_spec(path: Path) -> list[HostSpec]:
 
 @app.command()
 def up(
-    n: int = typer.Option(3, "-n", "--hosts-count", help="Number of hosts host1..hostN with the default groups."),
+    n: int = typer.Option(
+        3, "-n", "--hosts-count", help="Number of hosts host1..hostN with the default groups."
+    ),
     name: str = NameOpt,
     host: list[str] = typer.Option(  # noqa: B008
-        [], "--host", help="Explicit host NAME:group1,group2 (repeatable; replaces -n)."),
-    spec: Path | None = typer.Option(None, "--spec", help="YAML/JSON file listing hosts {name, groups}."),  # noqa: B008
-    inventory: Path | None = typer.Option(None, "--inventory", help="Where to write the Ansible inventory."),  # noqa: B008
+        [], "--host", help="Explicit host NAME:group1,group2 (repeatable; replaces -n)."
+    ),
+    spec: Path | None = typer.Option(
+        None, "--spec", help="YAML/JSON file listing hosts {name, groups}."
+    ),
+    inventory: Path | None = typer.Option(
+        None, "--inventory", help="Where to write the Ansible inventory."
+    ),
 ) -> None:
     """Boot (or complete) a lab and write its Ansible inventory; idempotent."""
     try:
@@ -70,7 +85,11 @@ def up(
 
 
 @app.command()
-def status(name: str | None = typer.Option(None, "--name", help="One lab (default: every lab on this machine).")) -> None:
+def status(
+    name: str | None = typer.Option(
+        None, "--name", help="One lab (default: every lab on this machine)."
+    ),
+) -> None:
     """Show labs, hosts, addresses, groups and whether each host runs."""
     names = [name] if name else all_labs()
     if not names:
@@ -85,14 +104,21 @@ def status(name: str | None = typer.Option(None, "--name", help="One lab (defaul
 def _print_status(lab: Lab) -> None:
     st = lab.state()
     if st is None:
-        console.print(f"lab {lab.name}: no state (leftovers? `opsrunner lab down --name {lab.name} --force`)")
+        console.print(
+            f"lab {lab.name}: no state (leftovers? `opsrunner lab down --name {lab.name} --force`)"
+        )
         return
     table = Table(title=f"lab {lab.name}  repo {lab.repo.url}  inventory {st.inventory}")
     for col in ("host", "address", "groups", "running", "boots"):
         table.add_column(col)
     for h in st.hosts:
-        table.add_row(h.name, h.address, ",".join(h.groups), "yes" if lab._running(h.name) else "NO",
-                      str(lab.boots(h.name)))
+        table.add_row(
+            h.name,
+            h.address,
+            ",".join(h.groups),
+            "yes" if lab._running(h.name) else "NO",
+            str(lab.boots(h.name)),
+        )
     console.print(table)
 
 
@@ -115,8 +141,12 @@ def ssh(
 @app.command()
 def down(
     name: str = NameOpt,
-    all_: bool = typer.Option(False, "--all", help="Every lab on this machine (including other people's)."),
-    force: bool = typer.Option(False, "--force", help="Also sweep leftovers of a killed run by naming pattern."),
+    all_: bool = typer.Option(
+        False, "--all", help="Every lab on this machine (including other people's)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Also sweep leftovers of a killed run by naming pattern."
+    ),
 ) -> None:
     """Tear a lab down: no process, mount, netns, veth, bridge, cgroup or neighbour entry is left."""
     names = all_labs() if all_ else [name]

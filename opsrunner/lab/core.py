@@ -61,9 +61,22 @@ DEFAULT_GROUPS: dict[int, tuple[str, ...]] = {
 }
 #: Paths in a host's overlay upper dir that change by merely running (excluded from snapshots).
 VOLATILE: tuple[str, ...] = (
-    "var/log", "var/lib/systemd", "var/cache", "var/lib/apt/lists", "var/lib/logrotate",
-    "var/lib/sudo", "var/lib/fail2ban", "var/lib/chrony", "var/lib/private", "var/tmp", "tmp",
-    "root/.ansible", "root/.cache", "root/.lesshst", "root/.bash_history", "run",
+    "var/log",
+    "var/lib/systemd",
+    "var/cache",
+    "var/lib/apt/lists",
+    "var/lib/logrotate",
+    "var/lib/sudo",
+    "var/lib/fail2ban",
+    "var/lib/chrony",
+    "var/lib/private",
+    "var/tmp",
+    "tmp",
+    "root/.ansible",
+    "root/.cache",
+    "root/.lesshst",
+    "root/.bash_history",
+    "run",
 )
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"))
 SSH_READY_TIMEOUT = 90.0
@@ -84,8 +97,10 @@ def ensure_ssh_key() -> Path:
     key = ssh_key()
     if not key.is_file():
         key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "opsrunner-lab",
-                        "-f", str(key)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "opsrunner-lab", "-f", str(key)],
+            check=True,
+        )
     return key
 
 
@@ -93,7 +108,10 @@ def default_hosts(n: int) -> list[HostSpec]:
     """``host1``..``hostN`` with the default groups (extra hosts are ``standard``)."""
     if n < 1 or n > 50:
         raise LabError(f"number of hosts must be 1..50, got {n}")
-    return [HostSpec(name=f"host{i}", groups=DEFAULT_GROUPS.get(i, ("standard",))) for i in range(1, n + 1)]
+    return [
+        HostSpec(name=f"host{i}", groups=DEFAULT_GROUPS.get(i, ("standard",)))
+        for i in range(1, n + 1)
+    ]
 
 
 class HostSpec(BaseModel):
@@ -144,24 +162,56 @@ class Snapshot:
     def diff(self, other: Snapshot) -> dict[str, tuple[str | None, str | None]]:
         """Paths whose entry differs: path → (mine, theirs)."""
         keys = set(self.entries) | set(other.entries)
-        return {k: (self.entries.get(k), other.entries.get(k))
-                for k in sorted(keys) if self.entries.get(k) != other.entries.get(k)}
+        return {
+            k: (self.entries.get(k), other.entries.get(k))
+            for k in sorted(keys)
+            if self.entries.get(k) != other.entries.get(k)
+        }
 
 
 def check_prerequisites() -> None:
     """Root, tools and kernel features the lab needs, each with a clear error."""
     if os.geteuid() != 0:
-        raise LabError("the lab needs root (systemd-nspawn, network namespaces, overlay mounts): run as root")
-    for tool, pkg in (("systemd-nspawn", "systemd-container"), ("ip", "iproute2"),
-                      ("ssh", "openssh-client"), ("ssh-keygen", "openssh-client"),
-                      ("apt-ftparchive", "apt-utils"), ("dpkg-deb", "dpkg")):
+        raise LabError(
+            "the lab needs root (systemd-nspawn, network namespaces, overlay mounts): run as root"
+        )
+    for tool, pkg in (
+        ("systemd-nspawn", "systemd-container"),
+        ("ip", "iproute2"),
+        ("ssh", "openssh-client"),
+        ("ssh-keygen", "openssh-client"),
+        ("apt-ftparchive", "apt-utils"),
+        ("dpkg-deb", "dpkg"),
+    ):
         if shutil.which(tool) is None:
             raise LabError(f"{tool} is missing: install {pkg} (scripts/bootstrap does)")
     if "overlay" not in Path("/proc/filesystems").read_text():
-        raise LabError("the kernel has no overlayfs (needed for one overlay per host): `modprobe overlay`")
+        raise LabError(
+            "the kernel has no overlayfs (needed for one overlay per host): `modprobe overlay`"
+        )
     for root in CGROUP_ROOTS:
         if not root.is_dir():
-            raise LabError(f"{root} is missing: the lab expects the hybrid cgroup layout of this machine kind")
+            raise LabError(
+                f"{root} is missing: the lab expects the hybrid cgroup layout of this machine kind"
+            )
+
+
+#: Kernel limits every container's systemd eats into: the default 128 inotify instances per
+#: user run out at about a dozen hosts across all labs ("Failed to allocate manager object:
+#: Too many open files"), so ``up`` raises them (never lowers).
+SYSCTL_MINIMUMS: dict[str, int] = {
+    "fs/inotify/max_user_instances": 8192,
+    "fs/inotify/max_user_watches": 524288,
+}
+
+
+def raise_kernel_limits() -> None:
+    """Raise the inotify limits to what many concurrent hosts need."""
+    for key, minimum in SYSCTL_MINIMUMS.items():
+        p = Path("/proc/sys", key)
+        with contextlib.suppress(OSError, ValueError):
+            if int(p.read_text()) < minimum:
+                p.write_text(str(minimum))
 
 
 class Lab:
@@ -187,7 +237,9 @@ class Lab:
     def _require_state(self) -> LabState:
         st = self.state()
         if st is None:
-            raise LabError(f"lab {self.name!r} is not up (no {self.state_file}); `opsrunner lab up --name {self.name}`")
+            raise LabError(
+                f"lab {self.name!r} is not up (no {self.state_file}); `opsrunner lab up --name {self.name}`"
+            )
         return st
 
     def _save(self, st: LabState) -> None:
@@ -227,13 +279,17 @@ class Lab:
     def repo(self) -> Repo:
         """The lab's apt repository and web root."""
         st = self._require_state()
-        return Repo(self.dir / "www", image_paths(st.image_key), net.bridge_address(st.octet), st.port)
+        return Repo(
+            self.dir / "www", image_paths(st.image_key), net.bridge_address(st.octet), st.port
+        )
 
     def host(self, name: str) -> HostInfo:
         """One host's record, with a clear error for an unknown name."""
         hosts = self.hosts
         if name not in hosts:
-            raise LabError(f"lab {self.name!r} has no host {name!r} (hosts: {', '.join(hosts) or 'none'})")
+            raise LabError(
+                f"lab {self.name!r} has no host {name!r} (hosts: {', '.join(hosts) or 'none'})"
+            )
         return hosts[name]
 
     def _hdir(self, host: str) -> Path:
@@ -253,6 +309,7 @@ class Lab:
     ) -> dict[str, HostInfo]:
         """Boot the lab (idempotent: what runs stays, what is missing or dead is (re)created)."""
         check_prerequisites()
+        raise_kernel_limits()
         specs = hosts if hosts is not None else default_hosts(n)
         _check_specs(specs)
         image = ensure_image(log=False)
@@ -261,13 +318,20 @@ class Lab:
         if st is None:
             self._check_no_leftovers()
             octet = self._allocate_octet()
-            st = LabState(name=self.name, octet=octet, image_key=image.key, port=port,
-                          inventory=str(self._default_inventory()))
+            st = LabState(
+                name=self.name,
+                octet=octet,
+                image_key=image.key,
+                port=port,
+                inventory=str(self._default_inventory()),
+            )
         elif st.image_key != image.key and all(not self._running(h.name) for h in st.hosts):
             st = st.model_copy(update={"image_key": image.key})
         self._save(st)
         net.ensure_bridge(self.name, st.octet)
-        repo = Repo(self.dir / "www", image_paths(st.image_key), net.bridge_address(st.octet), st.port)
+        repo = Repo(
+            self.dir / "www", image_paths(st.image_key), net.bridge_address(st.octet), st.port
+        )
         repo.build()
         if not (st.http_pid and is_our_process(st.http_pid, str(self.dir / "www"))):
             st = st.model_copy(update={"http_pid": repo.start_server(self.dir / "http.log")})
@@ -280,9 +344,14 @@ class Lab:
         kept = {h.name: h for h in st.hosts if h.name in wanted}
         infos: list[HostInfo] = []
         for i, spec in enumerate(specs, start=1):
-            info = HostInfo(name=spec.name, index=i, address=net.host_address(st.octet, i),
-                            mac=net.mac_address(st.octet, i), groups=spec.groups,
-                            machine=f"{self.name}-{spec.name}")
+            info = HostInfo(
+                name=spec.name,
+                index=i,
+                address=net.host_address(st.octet, i),
+                mac=net.mac_address(st.octet, i),
+                groups=spec.groups,
+                machine=f"{self.name}-{spec.name}",
+            )
             prev = kept.get(spec.name)
             if prev is not None and prev.index != i:
                 self._destroy_host(prev, st.octet)
@@ -329,22 +398,44 @@ class Lab:
         self._mount_overlay(info.name, image_paths(st.image_key))
         self._host_setup(info, merged, repo)
         cmd = [
-            "systemd-nspawn", "--boot", f"--directory={merged}", f"--machine={info.machine}",
-            "--register=no", "--keep-unit", "--resolv-conf=off", "--timezone=off",
-            "--link-journal=no", "--console=passive",
+            "systemd-nspawn",
+            "--boot",
+            f"--directory={merged}",
+            f"--machine={info.machine}",
+            "--register=no",
+            "--keep-unit",
+            "--resolv-conf=off",
+            "--timezone=off",
+            "--link-journal=no",
+            "--console=passive",
             f"--network-namespace-path=/run/netns/{net.netns_name(self.name, info.name)}",
             "--capability=CAP_NET_ADMIN",
         ]
-        (hdir / "nspawn.json").write_text(json.dumps(
-            {"cmd": cmd, "cgroups": [str(p) for p in self._cgroups(info.name)],
-             "netns": net.netns_name(self.name, info.name)}))
+        (hdir / "nspawn.json").write_text(
+            json.dumps(
+                {
+                    "cmd": cmd,
+                    "cgroups": [str(p) for p in self._cgroups(info.name)],
+                    "netns": net.netns_name(self.name, info.name),
+                }
+            )
+        )
         with (hdir / "console.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "opsrunner.lab.supervisor", str(hdir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
                 cwd="/",
             )
         (hdir / "supervisor.pid").write_text(str(proc.pid))
+        # Until exec, the child's cmdline is ours: wait so _running() does not see a stranger.
+        deadline = time.monotonic() + 5
+        while not is_our_process(proc.pid, "opsrunner.lab.supervisor") and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LabError(f"supervisor of {info.name} exited at once:\n{self.console_tail(info.name)}")
+            time.sleep(0.02)
 
     def _mount_overlay(self, host: str, image: Image) -> None:
         hdir = self._hdir(host)
@@ -354,8 +445,12 @@ class Lab:
         for d in ("upper", "work", "merged"):
             (hdir / d).mkdir(parents=True, exist_ok=True)
         opts = f"lowerdir={image.rootfs},upperdir={hdir / 'upper'},workdir={hdir / 'work'}"
-        proc = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise LabError(f"overlay mount for {host} failed: {proc.stderr.strip()}")
 
@@ -384,15 +479,29 @@ class Lab:
             return False
         return is_our_process(pid, "opsrunner.lab.supervisor")
 
+    def console_tail(self, host: str, lines: int = 15) -> str:
+        """The last lines of a host's console and supervisor log (for error messages)."""
+        log = self._hdir(host) / "console.log"
+        if not log.is_file():
+            return "(no console log)"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
     def wait_ready(self, host: str, timeout: float = SSH_READY_TIMEOUT) -> None:
         """Wait until the host answers SSH and systemd has finished booting."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
             if not self._running(host):
-                raise LabError(f"host {host} of lab {self.name} is not running; see {self._hdir(host) / 'console.log'}")
-            proc = self.ssh(host, "systemctl is-system-running --wait", timeout=max(5.0, deadline - time.monotonic()),
-                            connect_timeout=2)
+                raise LabError(
+                    f"host {host} of lab {self.name} is not running; "
+                    f"last lines of {self._hdir(host) / 'console.log'}:\n{self.console_tail(host)}"
+                )
+            proc = self.ssh(
+                host,
+                "systemctl is-system-running --wait",
+                timeout=max(5.0, deadline - time.monotonic()),
+                connect_timeout=2,
+            )
             state = proc.stdout.strip()
             if state in ("running", "degraded"):
                 return
@@ -421,7 +530,9 @@ class Lab:
         path = Path(st.inventory)
         path.parent.mkdir(parents=True, exist_ok=True)
         text = "# Written by `opsrunner lab up` for lab " + self.name + "; do not edit.\n"
-        text += yaml.safe_dump(inv, sort_keys=False, default_flow_style=False).replace(" null\n", "\n")
+        text += yaml.safe_dump(inv, sort_keys=False, default_flow_style=False).replace(
+            " null\n", "\n"
+        )
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
 
@@ -431,22 +542,53 @@ class Lab:
         info = self.host(host)
         (self.dir / "cp").mkdir(exist_ok=True)
         return [
-            "ssh", "-i", str(ssh_key()), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", f"ConnectTimeout={connect_timeout}", "-o", "ControlMaster=auto",
-            "-o", f"ControlPath={self.dir}/cp/%C", "-o", "ControlPersist=60s",
+            "ssh",
+            "-i",
+            str(ssh_key()),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            f"ConnectTimeout={connect_timeout}",
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self.dir}/cp/%C",
+            "-o",
+            "ControlPersist=60s",
             f"root@{info.address}",
         ]
 
-    def ssh(self, host: str, cmd: str, *, timeout: float = 120.0, connect_timeout: int = 5,
-            check: bool = False, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self,
+        host: str,
+        cmd: str,
+        *,
+        timeout: float = 120.0,
+        connect_timeout: int = 5,
+        check: bool = False,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run a shell command on a host as root; returns the CompletedProcess (text)."""
         try:
-            proc = subprocess.run([*self.ssh_args(host, connect_timeout), cmd], capture_output=True, text=True,
-                                  timeout=timeout, check=False, input=input,
-                                  stdin=None if input is not None else subprocess.DEVNULL)
+            proc = subprocess.run(
+                [*self.ssh_args(host, connect_timeout), cmd],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired as exc:
-            proc = subprocess.CompletedProcess(exc.cmd, 255, _text(exc.stdout), _text(exc.stderr) + "\ntimed out")
+            proc = subprocess.CompletedProcess(
+                exc.cmd, 255, _text(exc.stdout), _text(exc.stderr) + "\ntimed out"
+            )
         if check and proc.returncode != 0:
             raise LabError(f"{host}: `{cmd}` exited {proc.returncode}: {proc.stderr.strip()}")
         return proc
@@ -515,14 +657,20 @@ class Lab:
     def _close_masters(self, info: HostInfo) -> None:
         # A ControlMaster to a host that went away would hang the next command for ~30 s.
         for cp in (f"{self.dir}/cp/%C", "/tmp/.opsrunner-cp/%C"):
-            subprocess.run(["ssh", "-o", f"ControlPath={cp}", "-O", "exit", f"root@{info.address}"],
-                           capture_output=True, check=False, timeout=10)
+            subprocess.run(
+                ["ssh", "-o", f"ControlPath={cp}", "-O", "exit", f"root@{info.address}"],
+                capture_output=True,
+                check=False,
+                timeout=10,
+            )
 
     def _stop_host(self, info: HostInfo, timeout: float = 20.0) -> None:
         self._close_masters(info)
         hdir = self._hdir(info.name)
         pidf = hdir / "supervisor.pid"
-        pid = int(pidf.read_text()) if pidf.is_file() and pidf.read_text().strip().isdigit() else None
+        pid = (
+            int(pidf.read_text()) if pidf.is_file() and pidf.read_text().strip().isdigit() else None
+        )
         if pid and is_our_process(pid, "opsrunner.lab.supervisor"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -569,7 +717,9 @@ class Lab:
         if st is None and not force:
             leftovers = net.lab_links(self.name) + net.lab_netns(self.name)
             if leftovers:
-                raise LabError(f"lab {self.name!r} has no state but leftovers ({', '.join(leftovers)}): use --force")
+                raise LabError(
+                    f"lab {self.name!r} has no state but leftovers ({', '.join(leftovers)}): use --force"
+                )
             return removed
         octet = st.octet if st else None
         if st is not None:
@@ -586,7 +736,9 @@ class Lab:
         for root in CGROUP_ROOTS:
             remove_cgroup_tree(root / "opsrunner" / self.name)
             with contextlib.suppress(OSError):
-                (root / "opsrunner").rmdir()  # shared by every lab: only goes when the last lab has gone
+                (
+                    root / "opsrunner"
+                ).rmdir()  # shared by every lab: only goes when the last lab has gone
         shutil.rmtree(self.dir, ignore_errors=True)
         return removed
 
@@ -594,9 +746,11 @@ class Lab:
         """Remove what a killed run left: supervisors, nspawns, mounts, netns, veths by the lab's naming pattern."""
         removed: list[str] = []
         for pid, cmdline in _processes():
-            if ("opsrunner.lab.supervisor" in cmdline and f"{self.dir}/hosts/" in cmdline) or (
-                    "systemd-nspawn" in cmdline and f"--machine={self.name}-" in cmdline) or (
-                    "http.server" in cmdline and f"{self.dir}/www" in cmdline):
+            if (
+                ("opsrunner.lab.supervisor" in cmdline and f"{self.dir}/hosts/" in cmdline)
+                or ("systemd-nspawn" in cmdline and f"--machine={self.name}-" in cmdline)
+                or ("http.server" in cmdline and f"{self.dir}/www" in cmdline)
+            ):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 removed.append(f"process {pid}")
@@ -640,7 +794,9 @@ def _check_specs(specs: list[HostSpec]) -> None:
     seen: set[str] = set()
     for s in specs:
         if not net.NAME_RE.match(s.name.replace("_", "a")) or len(s.name) > 20:
-            raise LabError(f"invalid host name {s.name!r}: lowercase letters, digits, '_' ; starts with a letter")
+            raise LabError(
+                f"invalid host name {s.name!r}: lowercase letters, digits, '_' ; starts with a letter"
+            )
         if s.name in seen:
             raise LabError(f"duplicate host name {s.name!r}")
         seen.add(s.name)
@@ -695,7 +851,12 @@ def _processes() -> list[tuple[int, str]]:
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             with contextlib.suppress(OSError):
-                out.append((int(p.name), (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
+                out.append(
+                    (
+                        int(p.name),
+                        (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"),
+                    )
+                )
     return out
 
 

@@ -35,16 +35,43 @@ IMAGE_REVISION = "4"
 #: Everything the roles need, pre-installed so hosts never need the internet.
 PACKAGES: tuple[str, ...] = (
     # boot and base
-    "systemd", "systemd-sysv", "dbus", "libpam-systemd", "iproute2", "procps", "less",
-    "apt-utils", "ca-certificates", "curl", "gnupg", "kmod", "iputils-ping",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "libpam-systemd",
+    "iproute2",
+    "procps",
+    "less",
+    "apt-utils",
+    "ca-certificates",
+    "curl",
+    "gnupg",
+    "kmod",
+    "iputils-ping",
     # Ansible's needs on the managed side
-    "python3", "python3-apt", "python3-systemd", "sudo", "acl",
+    "python3",
+    "python3-apt",
+    "python3-systemd",
+    "sudo",
+    "acl",
     # remote access
-    "openssh-server", "openssh-client",
+    "openssh-server",
+    "openssh-client",
     # the roles' concerns
-    "nftables", "cron", "rsyslog", "logrotate", "libpam-pwquality", "auditd",
-    "restic", "rsync", "prometheus-node-exporter", "fail2ban", "debsecan", "openssl",
-    "unattended-upgrades", "chrony",
+    "nftables",
+    "cron",
+    "rsyslog",
+    "logrotate",
+    "libpam-pwquality",
+    "auditd",
+    "restic",
+    "rsync",
+    "prometheus-node-exporter",
+    "fail2ban",
+    "debsecan",
+    "openssl",
+    "unattended-upgrades",
+    "chrony",
 )
 
 
@@ -126,7 +153,9 @@ def ensure_image(log: bool = True) -> Image:
 def _build(img: Image, log: bool) -> None:
     for tool in ("mmdebstrap", "zstd"):
         if shutil.which(tool) is None:
-            raise ImageError(f"{tool} is missing: run scripts/bootstrap (it installs mmdebstrap and zstd)")
+            raise ImageError(
+                f"{tool} is missing: run scripts/bootstrap (it installs mmdebstrap and zstd)"
+            )
     debs_tmp = img.debs.with_name(img.debs.name + ".tmp")
     shutil.rmtree(debs_tmp, ignore_errors=True)
     debs_tmp.mkdir(parents=True)
@@ -135,16 +164,21 @@ def _build(img: Image, log: bool) -> None:
         hook.write_text(_CUSTOMIZE)
         out = Path(tmp) / "rootfs.tar.zst"
         cmd = [
-            "mmdebstrap", "--variant=minbase", "--mode=root",
+            "mmdebstrap",
+            "--variant=minbase",
+            "--mode=root",
             "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
             "--include=" + ",".join(package_list()),
-            "--skip=download/empty", "--skip=essential/unlink",
-            "--aptopt=Acquire::Retries \"3\"",
+            "--skip=download/empty",
+            "--skip=essential/unlink",
+            '--aptopt=Acquire::Retries "3"',
             # keep every downloaded .deb for the lab's apt repository, then drop them from the image
             f"--customize-hook=sync-out /var/cache/apt/archives {debs_tmp}",
-            "--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb",
-            f"--customize-hook=sh {hook} \"$1\"",
-            SUITE, str(out), MIRROR,
+            '--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb',
+            f'--customize-hook=sh {hook} "$1"',
+            SUITE,
+            str(out),
+            MIRROR,
         ]
         proc = subprocess.run(cmd, capture_output=not log, text=True, check=False)
         if proc.returncode != 0:
@@ -166,8 +200,17 @@ def _unpack(img: Image) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     subprocess.run(
-        ["tar", "--zstd", "-xpf", str(img.tarball), "-C", str(tmp), "--numeric-owner",
-         "--xattrs", "--xattrs-include=*"],
+        [
+            "tar",
+            "--zstd",
+            "-xpf",
+            str(img.tarball),
+            "-C",
+            str(tmp),
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+        ],
         check=True,
     )
     shutil.rmtree(img.rootfs, ignore_errors=True)

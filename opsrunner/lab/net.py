@@ -177,12 +177,21 @@ def nat_rules() -> list[str]:
     proc = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, check=False)
     for line in proc.stdout.splitlines():
         s = line.strip()
-        if "type nat" in s or s.startswith(("masquerade", "snat", "dnat")) or " masquerade" in s \
-                or " snat " in s or " dnat " in s:
+        if (
+            "type nat" in s
+            or s.startswith(("masquerade", "snat", "dnat"))
+            or " masquerade" in s
+            or " snat " in s
+            or " dnat " in s
+        ):
             found.append(s)
     for tool in ("iptables-save", "iptables-legacy-save"):
-        proc = subprocess.run(["sh", "-c", f"command -v {tool} >/dev/null && {tool} -t nat"],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["sh", "-c", f"command -v {tool} >/dev/null && {tool} -t nat"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         for line in proc.stdout.splitlines():
             if line.startswith("-A "):
                 found.append(f"{tool}: {line}")

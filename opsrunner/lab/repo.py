@@ -33,10 +33,17 @@ from opsrunner.lab.image import Image
 from opsrunner.lab.net import LabError
 
 SUITES: dict[str, dict[str, str]] = {
-    "bookworm": {"Origin": "Debian", "Label": "Debian", "Suite": "bookworm", "Codename": "bookworm"},
+    "bookworm": {
+        "Origin": "Debian",
+        "Label": "Debian",
+        "Suite": "bookworm",
+        "Codename": "bookworm",
+    },
     "bookworm-security": {
-        "Origin": "Debian", "Label": "Debian-Security",
-        "Suite": "bookworm-security", "Codename": "bookworm-security",
+        "Origin": "Debian",
+        "Label": "Debian-Security",
+        "Suite": "bookworm-security",
+        "Codename": "bookworm-security",
     },
 }
 DEFAULT_PORT = 8642
@@ -71,8 +78,12 @@ def build_deb(
         root = Path(tmp)
         (root / "DEBIAN").mkdir()
         control = [
-            f"Package: {name}", f"Version: {version}", "Architecture: all",
-            "Maintainer: opsrunner lab <lab@opsrunner.invalid>", "Section: misc", "Priority: optional",
+            f"Package: {name}",
+            f"Version: {version}",
+            "Architecture: all",
+            "Maintainer: opsrunner lab <lab@opsrunner.invalid>",
+            "Section: misc",
+            "Priority: optional",
         ]
         if depends:
             control.append(f"Depends: {depends}")
@@ -85,7 +96,9 @@ def build_deb(
         out = outdir / f"{name}_{version}_all.deb"
         proc = subprocess.run(
             ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(out)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise LabError(f"dpkg-deb failed for {name} {version}: {proc.stderr.strip()}")
@@ -163,8 +176,10 @@ class Repo:
             f.write(text)
         meta = SUITES[suite]
         opts = [f"-oAPT::FTPArchive::Release::{k}={v}" for k, v in meta.items()]
-        opts += ["-oAPT::FTPArchive::Release::Components=main",
-                 "-oAPT::FTPArchive::Release::Architectures=amd64 all"]
+        opts += [
+            "-oAPT::FTPArchive::Release::Components=main",
+            "-oAPT::FTPArchive::Release::Architectures=amd64 all",
+        ]
         with contextlib.suppress(FileNotFoundError):
             (self.debian / "dists" / suite / "Release").unlink()
         release = _ftparchive([*opts, "release", f"dists/{suite}"], cwd=self.debian)
@@ -197,7 +212,9 @@ class Repo:
         """Put a file in the web root (e.g. a vulnerability feed) and return its URL."""
         rel = Path(relpath.lstrip("/"))
         if ".." in rel.parts or rel.parts[:1] == ("debian",):
-            raise LabError(f"publish_file: {relpath!r} must stay inside the web root and outside debian/")
+            raise LabError(
+                f"publish_file: {relpath!r} must stay inside the web root and outside debian/"
+            )
         dest = self.www / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, Path):
@@ -222,20 +239,35 @@ class Repo:
                 ) from exc
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "http.server", "--bind", self.address,
-                 "--directory", str(self.www), str(self.port)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    "--bind",
+                    self.address,
+                    "--directory",
+                    str(self.www),
+                    str(self.port),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise LabError(f"the lab HTTP server exited at start (status {proc.returncode}); see {log}")
+                raise LabError(
+                    f"the lab HTTP server exited at start (status {proc.returncode}); see {log}"
+                )
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.settimeout(0.5)
                 if s.connect_ex((self.address, self.port)) == 0:
                     return proc.pid
             time.sleep(0.1)
-        raise LabError(f"the lab HTTP server did not listen on {self.address}:{self.port}; see {log}")
+        raise LabError(
+            f"the lab HTTP server did not listen on {self.address}:{self.port}; see {log}"
+        )
 
 
 def stop_server(pid: int | None) -> None:
@@ -262,7 +294,9 @@ def is_our_process(pid: int, marker: str) -> bool:
 
 
 def _ftparchive(args: list[str], cwd: Path) -> str:
-    proc = subprocess.run(["apt-ftparchive", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["apt-ftparchive", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise LabError(f"apt-ftparchive {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc.stdout

@@ -27,7 +27,9 @@ def remove_cgroup_tree(path: Path) -> None:
     """Remove a cgroup directory and its children depth-first (rmdir only; cgroupfs has no files to delete)."""
     if not path.is_dir():
         return
-    for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+    for child in sorted(
+        (p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+    ):
         with contextlib.suppress(OSError):
             child.rmdir()
     with contextlib.suppress(OSError):
@@ -80,7 +82,7 @@ def main(host_dir: str) -> int:
             subprocess.run(["ip", "netns", "exec", netns, "nft", "flush", "ruleset"], check=False)
         with (hdir / "boots").open("a") as f:
             f.write(f"{time.time():.3f}\n")
-        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=enter_cgroups)  # noqa: PLW1509
+        child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=enter_cgroups)
         (hdir / "nspawn.pid").write_text(str(child.pid))
         rc = child.wait()
         print(f"supervisor: nspawn exited with status {rc}", flush=True)

@@ -68,13 +68,17 @@ def test_playbook_changes_file_user_and_nft_rule_on_every_host(lab: Lab, tmp_pat
         lab.reset(host, wait=False)
     for host in ("host1", "host2", "host3"):
         lab.wait_ready(host)
-        assert lab.ssh(host, "id -u labtest").returncode != 0, "reset must bring back the pristine image"
+        assert lab.ssh(host, "id -u labtest").returncode != 0, (
+            "reset must bring back the pristine image"
+        )
         assert lab.ssh(host, "nft list table inet labtest").returncode != 0
 
 
 def test_snapshot_sees_persistent_changes_only(lab: Lab) -> None:
     before = snapshots(lab, ["host3"])["host3"]
-    lab.ssh("host3", "logger lab-snapshot-test; echo x > /tmp/volatile; journalctl --flush", check=True)
+    lab.ssh(
+        "host3", "logger lab-snapshot-test; echo x > /tmp/volatile; journalctl --flush", check=True
+    )
     assert lab.snapshot("host3") == before, "volatile paths must not count"
     lab.ssh("host3", "echo changed > /etc/motd", check=True)
     after = lab.snapshot("host3")
@@ -92,7 +96,9 @@ def test_reboot_is_detected_and_host_comes_back(lab: Lab) -> None:
     lab.ssh("host2", "echo survives > /etc/opsrunner-reboot-test", check=True)
     lab.reboot("host2")
     assert lab.boot_marker("host2") != marker
-    assert lab.boots("host2") == boots + 1, "the supervisor must have started nspawn again (exit 133)"
+    assert lab.boots("host2") == boots + 1, (
+        "the supervisor must have started nspawn again (exit 133)"
+    )
     # same overlay: changes survive the reboot; the boot_id (kernel-wide) does not tell
     assert lab.ssh("host2", "cat /etc/opsrunner-reboot-test").stdout.strip() == "survives"
     lab.reset("host2")
@@ -101,17 +107,35 @@ def test_reboot_is_detected_and_host_comes_back(lab: Lab) -> None:
 def test_apt_repository_serves_image_packages_demo_packages_and_files(lab: Lab) -> None:
     url = lab.repo.publish_file("feeds/test.json", json.dumps({"ok": True}))
     lab.repo.publish_package("opsdemo-lab", "2.0", "bookworm-security")
-    out = lab.ssh("host1", "cat /etc/apt/sources.list.d/* 2>/dev/null; cat /etc/apt/sources.list").stdout
-    assert out.strip().splitlines() == lab.repo.sources_list().strip().splitlines(), "only the lab repository"
+    out = lab.ssh(
+        "host1", "cat /etc/apt/sources.list.d/* 2>/dev/null; cat /etc/apt/sources.list"
+    ).stdout
+    assert out.strip().splitlines() == lab.repo.sources_list().strip().splitlines(), (
+        "only the lab repository"
+    )
     assert lab.ssh("host1", "apt-get update -q", timeout=120).returncode == 0
     policy = lab.ssh("host1", "apt-cache policy opsdemo-lab opsdemo-web").stdout
     assert "Candidate: 2.0" in policy
-    assert "o=Debian,a=bookworm-security,n=bookworm-security,l=Debian-Security" in lab.ssh("host1", "apt-cache policy").stdout
+    assert (
+        "o=Debian,a=bookworm-security,n=bookworm-security,l=Debian-Security"
+        in lab.ssh("host1", "apt-cache policy").stdout
+    )
     # a package of the image can be reinstalled from the repository after a removal
-    assert lab.ssh("host1", "apt-get remove -y -q restic && apt-get install -y -q restic", timeout=180).returncode == 0
+    assert (
+        lab.ssh(
+            "host1", "apt-get remove -y -q restic && apt-get install -y -q restic", timeout=180
+        ).returncode
+        == 0
+    )
     assert lab.ssh("host1", "restic version").returncode == 0
-    assert lab.ssh("host1", "apt-get install -y -q opsdemo-base=1.0 && apt-get install -y -q opsdemo-base",
-                   timeout=180).returncode == 0
+    assert (
+        lab.ssh(
+            "host1",
+            "apt-get install -y -q opsdemo-base=1.0 && apt-get install -y -q opsdemo-base",
+            timeout=180,
+        ).returncode
+        == 0
+    )
     assert lab.ssh("host1", "cat /usr/share/opsdemo/opsdemo-base/VERSION").stdout.strip() == "1.1"
     assert json.loads(lab.ssh("host1", f"curl -fsS {url}").stdout) == {"ok": True}
     lab.reset("host1")

@@ -133,7 +133,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
     (root / "playbooks" / "runnertest.yml").write_text(PLAYBOOK, encoding="utf-8")
     (root / "playbooks" / "operate_echo.yml").write_text(OPERATE, encoding="utf-8")
     (root / "playbooks" / "site.yml").write_text(
-        "---\n- name: Import the runner test playbook\n  ansible.builtin.import_playbook: runnertest.yml\n",
+        "---\n- name: Import the runner test playbook\n"
+        "  ansible.builtin.import_playbook: runnertest.yml\n",
         encoding="utf-8",
     )
     local = f"ansible_connection=local ansible_python_interpreter={sys.executable}"
@@ -368,3 +369,39 @@ def test_operate_job_is_recorded_like_any_run(project: dict[str, Any]) -> None:
     assert _by_key(store, record)[("h1", "RTX-005")].evidence == "job done"
     with pytest.raises(RunError, match="operate_nope"):
         run("operate", project["inventory"], job="nope", store=store, settings=project["settings"])
+
+
+def test_daemon_runs_a_due_job_and_skips_an_overlapping_one(project: dict[str, Any]) -> None:
+    import datetime as dt
+
+    from opsrunner.schedule import Daemon, Job
+
+    store: Store = project["store"]
+    job = Job("audit-rtx", "audit", "0 3 * * *", controls=("RTX-004",), limit="h1")
+    moments = [dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)]
+    daemon = Daemon(
+        project["settings"],
+        store,
+        [job],
+        project["inventory"],
+        runner=run,
+        clock=lambda: moments[-1],
+    )
+    # Another run (here: this test) holds the policy + inventory lock: recorded as skipped.
+    with store.lock(lock_name(project["root"] / "policy", project["inventory"])):
+        (skipped,) = daemon.run_due()
+    assert (skipped.status, skipped.job, skipped.late) == ("skipped", "audit-rtx", True)
+    assert daemon.run_due() == []
+    # At the next fire time the job runs for real, on time.
+    moments.append(moments[0].replace(hour=3, minute=1) + dt.timedelta(days=1))
+    (ran,) = daemon.run_due()
+    assert (ran.status, ran.mode, ran.late, ran.controls) == (
+        "successful",
+        "audit",
+        False,
+        ("RTX-004",),
+    )
+    assert ran.scheduled_for == moments[-1].replace(minute=0)
+    assert {(r.host, r.control_id): r.status for r in store.results(ran.id or 0)} == {
+        ("h1", "RTX-004"): "notapplicable"
+    }

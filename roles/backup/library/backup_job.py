@@ -1,4 +1,7 @@
-"""Operate-mode backup jobs: take a full or incremental backup, or run a restore drill (role backup)."""
+"""Operate-mode jobs of the backup role: a full or incremental backup, or a restore drill."""
+
+# Ansible modules follow Ansible's os.path conventions (as plugins/** does in pyproject).
+# ruff: noqa: PTH103, PTH110, PTH113, PTH118
 
 from __future__ import annotations
 
@@ -31,39 +34,107 @@ DOCUMENTATION = r"""
 module: backup_job
 short_description: Take a restic backup of the host's sets, or restore-test the latest snapshots
 description:
-  - C(action=backup) runs each set's pre-hook, writes a sha256 manifest of the
-    set's files (kept inside the snapshot), takes a full (C(--force), every file
-    re-read, no parent) or incremental (parent snapshot, unchanged files
-    skipped) backup, applies the retention policy, and copies the new snapshots
-    to the off-site repository.
-  - C(action=restore_test) restores the snapshot recorded by the last backup of
-    each set into a scratch directory, verifies every file against the manifest
-    taken at backup time, runs C(restic check --read-data), and records the
-    measured restore time (RTO) and snapshot age (RPO).
-  - Not for check mode (it changes the host on purpose: operate mode).
+- C(action=backup) runs each set's pre-hook, writes a sha256 manifest of the set's files (kept
+  inside the snapshot), takes a full (C(--force), every file re-read, no parent) or incremental
+  (parent snapshot, unchanged files skipped) backup, applies the retention policy, and copies
+  the new snapshots to the off-site repository.
+- C(action=restore_test) restores the snapshot recorded by the last backup of each set into
+  a scratch directory, verifies every file against the manifest taken at backup time, runs C(restic
+  check --read-data), and records the measured restore time (RTO) and snapshot age (RPO).
+- Not for check mode (it changes the host on purpose: operate mode).
 options:
-  action: {type: str, required: true, choices: [backup, restore_test], description: Which job.}
-  password_file: {type: str, required: true, description: File holding the repository password.}
-  local_repo: {type: str, required: true, description: Local repository path.}
-  offsite_repo: {type: str, required: true, description: Off-site repository URL (sftp).}
-  sftp_command: {type: str, required: true, description: SSH command restic uses for the off-site repository.}
-  cache_dir: {type: str, default: "", description: restic cache directory.}
-  hostname: {type: str, required: true, description: Host name recorded in snapshots.}
-  sets: {type: list, elements: dict, required: true, description: Backup sets (name, paths, pre_hook).}
-  kind: {type: str, default: auto, choices: [auto, full, incremental], description: Backup kind; auto follows the schedule.}
-  full_interval_hours: {type: float, default: 168, description: A full backup is due when the last one is this old.}
-  retention: {type: dict, default: {}, description: keep_daily, keep_weekly, keep_monthly.}
-  offsite: {type: bool, default: true, description: Copy new snapshots off-site.}
-  state_dir: {type: str, required: true, description: The role's state directory on the host.}
-  scratch_dir: {type: str, default: /var/tmp/opsrunner-restore, description: Where the drill restores.}
-  keep_scratch: {type: bool, default: false, description: Leave the restored files for inspection.}
+  action:
+    type: str
+    required: true
+    choices:
+    - backup
+    - restore_test
+    description: Which job.
+  password_file:
+    type: str
+    required: true
+    description: File holding the repository password.
+  local_repo:
+    type: str
+    required: true
+    description: Local repository path.
+  offsite_repo:
+    type: str
+    required: true
+    description: Off-site repository URL (sftp).
+  sftp_command:
+    type: str
+    required: true
+    description: SSH command restic uses for the off-site repository.
+  cache_dir:
+    type: str
+    default: ''
+    description: restic cache directory.
+  hostname:
+    type: str
+    required: true
+    description: Host name recorded in snapshots.
+  sets:
+    type: list
+    elements: dict
+    required: true
+    description: Backup sets (name
+    paths: null
+    pre_hook).: null
+  kind:
+    type: str
+    default: auto
+    choices:
+    - auto
+    - full
+    - incremental
+    description: Backup kind; auto follows the schedule.
+  full_interval_hours:
+    type: float
+    default: 168
+    description: A full backup is due when the last one is this old.
+  retention:
+    type: dict
+    default: {}
+    description: keep_daily
+    keep_weekly: null
+    keep_monthly.: null
+  offsite:
+    type: bool
+    default: true
+    description: Copy new snapshots off-site.
+  state_dir:
+    type: str
+    required: true
+    description: The role's state directory on the host.
+  scratch_dir:
+    type: str
+    default: /var/tmp/opsrunner-restore
+    description: Where the drill restores.
+  keep_scratch:
+    type: bool
+    default: false
+    description: Leave the restored files for inspection.
 author: opsrunner
 """
 
 RETURN = r"""
-sets: {description: Per set what was done (snapshot, kind, restic summary, or drill result)., type: dict, returned: always}
-problems: {description: Why the job failed, one line per problem., type: list, returned: always}
-record: {description: The restore-test record written to the state directory., type: dict, returned: restore_test}
+sets:
+  description: Per set what was done (snapshot
+  kind: null
+  restic summary: null
+  or drill result).: null
+  type: dict
+  returned: always
+problems:
+  description: Why the job failed
+  one line per problem.: null
+  type: list
+  returned: always
+record:
+  description: The restore-test record written to the state directory.
+  type: dict
+  returned: restore_test
 """
 
 
@@ -91,7 +162,9 @@ def _backup(module: AnsibleModule, restic: Restic) -> tuple[dict[str, Any], list
         if hook:
             rc, out, err = module.run_command(hook, use_unsafe_shell=True)
             if rc != 0:
-                problems.append(f"set {name}: pre-hook failed (rc {rc}): {tail(out + chr(10) + err, 3)}")
+                problems.append(
+                    f"set {name}: pre-hook failed (rc {rc}): {tail(out + chr(10) + err, 3)}"
+                )
                 continue
         missing = [x for x in paths if not os.path.exists(x)]
         if missing or not paths:
@@ -103,10 +176,25 @@ def _backup(module: AnsibleModule, restic: Restic) -> tuple[dict[str, Any], list
         kind = p["kind"]
         if kind == "auto":
             full = latest(snaps, name, "full")
-            kind = "full" if full is None or full["age_hours"] >= p["full_interval_hours"] else "incremental"
-        args = ["backup", "--json", "--host", p["hostname"], "--tag", TAG_ROLE, "--tag", f"set:{name}", "--tag", f"kind:{kind}"]
+            kind = (
+                "full"
+                if full is None or full["age_hours"] >= p["full_interval_hours"]
+                else "incremental"
+            )
+        args = [
+            "backup",
+            "--json",
+            "--host",
+            p["hostname"],
+            "--tag",
+            TAG_ROLE,
+            "--tag",
+            f"set:{name}",
+            "--tag",
+            f"kind:{kind}",
+        ]
         if kind == "full":
-            # restic deduplicates either way; "full" means no parent snapshot and every file re-read.
+            # restic deduplicates either way; "full" means no parent and every file re-read.
             args.append("--force")
         rc, out, err = restic.run(p["local_repo"], *args, *paths, manifest_path)
         summary: dict[str, Any] = {}
@@ -135,18 +223,28 @@ def _backup(module: AnsibleModule, restic: Restic) -> tuple[dict[str, Any], list
         write_json(os.path.join(p["state_dir"], "sets", f"{name}.json"), state)
         done[name] = state
     if p["retention"]:
-        rc, _out, err = restic.run(p["local_repo"], "forget", "--prune", *_retention_args(p["retention"]))
+        rc, _out, err = restic.run(
+            p["local_repo"], "forget", "--prune", *_retention_args(p["retention"])
+        )
         if rc != 0:
             problems.append(f"retention on the local repository failed: {tail(err, 3)}")
     if p["offsite"]:
         rc, _out, err = restic.run(
-            p["offsite_repo"], "copy", "--from-repo", p["local_repo"], "--from-password-file", p["password_file"],
-            "--tag", TAG_ROLE,
+            p["offsite_repo"],
+            "copy",
+            "--from-repo",
+            p["local_repo"],
+            "--from-password-file",
+            p["password_file"],
+            "--tag",
+            TAG_ROLE,
         )
         if rc != 0:
             problems.append(f"off-site copy to {p['offsite_repo']} failed: {tail(err, 3)}")
         elif p["retention"]:
-            rc, _out, err = restic.run(p["offsite_repo"], "forget", "--prune", *_retention_args(p["retention"]))
+            rc, _out, err = restic.run(
+                p["offsite_repo"], "forget", "--prune", *_retention_args(p["retention"])
+            )
             if rc != 0:
                 problems.append(f"retention on the off-site repository failed: {tail(err, 3)}")
     return done, problems
@@ -163,7 +261,9 @@ def _verify(root: str, manifest: list[tuple[str, str]]) -> list[str]:
     return bad
 
 
-def _restore_test(module: AnsibleModule, restic: Restic) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+def _restore_test(
+    module: AnsibleModule, restic: Restic
+) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
     p = module.params
     started = utcnow()
     results: dict[str, Any] = {}
@@ -196,19 +296,28 @@ def _restore_test(module: AnsibleModule, restic: Restic) -> tuple[dict[str, Any]
         rc, out, err = restic.run(p["local_repo"], "restore", snap["id"], "--target", target)
         set_problems: list[str] = []
         if rc != 0:
-            set_problems.append(f"set {name}: restic restore of {snap['short_id']} failed (rc {rc}): {tail(err, 4)}")
+            set_problems.append(
+                f"set {name}: restic restore of {snap['short_id']} failed (rc {rc}): {tail(err, 4)}"
+            )
         restored_manifest = os.path.join(target, str(state["manifest"]).lstrip("/"))
         verified = 0
         if not os.path.isfile(restored_manifest):
-            set_problems.append(f"set {name}: the backup-time manifest is missing from the restored snapshot")
+            set_problems.append(
+                f"set {name}: the backup-time manifest is missing from the restored snapshot"
+            )
         elif sha256_file(restored_manifest) != state.get("manifest_sha256"):
-            set_problems.append(f"set {name}: the restored manifest differs from the one recorded at backup time")
+            set_problems.append(
+                f"set {name}: the restored manifest differs from the one recorded at backup time"
+            )
         else:
             manifest = read_manifest(restored_manifest)
             bad = _verify(target, manifest)
             verified = len(manifest) - len(bad)
             if bad:
-                set_problems.append(f"set {name}: {len(bad)} of {len(manifest)} file(s) failed verification: " + "; ".join(bad[:5]))
+                set_problems.append(
+                    f"set {name}: {len(bad)} of {len(manifest)} file(s) failed verification: "
+                    + "; ".join(bad[:5])
+                )
         rto = time.monotonic() - t0
         rpo = (started - parse_time(snap["time"])).total_seconds()
         rto_total += rto
@@ -228,7 +337,10 @@ def _restore_test(module: AnsibleModule, restic: Restic) -> tuple[dict[str, Any]
     rc, out, err = restic.run(p["local_repo"], "check", "--read-data")
     check = {"rc": rc, "output": tail(out + "\n" + err, 8)}
     if rc != 0:
-        problems.append(f"restic check --read-data of {p['local_repo']} failed (rc {rc}): {tail(out + chr(10) + err, 4)}")
+        problems.append(
+            f"restic check --read-data of {p['local_repo']} failed (rc {rc}): "
+            f"{tail(out + chr(10) + err, 4)}"
+        )
     record = {
         "status": "passed" if not problems else "failed",
         "started_at": iso(started),
@@ -260,7 +372,7 @@ def main() -> None:
             "retention": {"type": "dict", "default": {}},
             "offsite": {"type": "bool", "default": True},
             "state_dir": {"type": "str", "required": True},
-            "scratch_dir": {"type": "str", "default": "/var/tmp/opsrunner-restore"},
+            "scratch_dir": {"type": "str", "default": "/var/tmp/opsrunner-restore"},  # noqa: S108 -- a root-only scratch dir the drill empties
             "keep_scratch": {"type": "bool", "default": False},
         },
         supports_check_mode=False,

@@ -1,4 +1,7 @@
-"""Read-only probe of the backup repositories, schedule, retention and restore record (role backup)."""
+"""Read-only probe of the backup role: repositories, schedule, retention, restore record."""
+
+# Ansible modules follow Ansible's os.path conventions (as plugins/** does in pyproject).
+# ruff: noqa: PTH110, PTH116, PTH118
 
 from __future__ import annotations
 
@@ -23,37 +26,98 @@ DOCUMENTATION = r"""
 module: backup_probe
 short_description: Judge this host's restic backups against the backup policy
 description:
-  - Opens the local and the off-site restic repository with the password file,
-    lists the role's snapshots, runs C(restic check) and a dry-run of the
-    retention policy, and reads the last restore-test record. Never changes the
-    host (no repository lock, no cache); safe in check mode.
-  - Returns one verdict per control (C(ok), C(problems), C(data)).
+- Opens the local and the off-site restic repository with the password file, lists the role's
+  snapshots, runs C(restic check) and a dry-run of the retention policy, and reads the last
+  restore-test record. Never changes the host (no repository lock, no cache); safe in check
+  mode.
+- Returns one verdict per control (C(ok), C(problems), C(data)).
 options:
-  password_file: {type: str, required: true, description: File holding the repository password.}
-  local_repo: {type: str, required: true, description: Local repository path.}
-  offsite_repo: {type: str, required: true, description: Off-site repository URL (sftp).}
-  sftp_command: {type: str, required: true, description: SSH command restic uses for the off-site repository.}
-  sets: {type: list, elements: str, required: true, description: Backup set names of this host.}
-  full_max_age_hours: {type: float, required: true, description: Oldest acceptable full backup.}
-  incremental_max_age_hours: {type: float, required: true, description: Oldest acceptable latest backup of any kind.}
-  offsite_max_age_hours: {type: float, required: true, description: Oldest acceptable off-site copy.}
-  retention: {type: dict, required: true, description: keep_daily, keep_weekly, keep_monthly.}
-  check_read_data_subset: {type: str, default: "", description: restic check --read-data-subset value; empty reads no data.}
-  state_dir: {type: str, required: true, description: The role's state directory on the host.}
-  restore_max_age_days: {type: float, required: true, description: Oldest acceptable passed restore test.}
-  rto_target_minutes: {type: float, required: true, description: Longest acceptable measured restore time.}
-  rpo_target_hours: {type: float, required: true, description: Oldest acceptable snapshot at restore time.}
-  controls: {type: list, elements: str, required: true, description: Control ids to evaluate.}
+  password_file:
+    type: str
+    required: true
+    description: File holding the repository password.
+  local_repo:
+    type: str
+    required: true
+    description: Local repository path.
+  offsite_repo:
+    type: str
+    required: true
+    description: Off-site repository URL (sftp).
+  sftp_command:
+    type: str
+    required: true
+    description: SSH command restic uses for the off-site repository.
+  sets:
+    type: list
+    elements: str
+    required: true
+    description: Backup set names of this host.
+  full_max_age_hours:
+    type: float
+    required: true
+    description: Oldest acceptable full backup.
+  incremental_max_age_hours:
+    type: float
+    required: true
+    description: Oldest acceptable latest backup of any kind.
+  offsite_max_age_hours:
+    type: float
+    required: true
+    description: Oldest acceptable off-site copy.
+  retention:
+    type: dict
+    required: true
+    description: keep_daily
+    keep_weekly: null
+    keep_monthly.: null
+  check_read_data_subset:
+    type: str
+    default: ''
+    description: restic check --read-data-subset value; empty reads no data.
+  state_dir:
+    type: str
+    required: true
+    description: The role's state directory on the host.
+  restore_max_age_days:
+    type: float
+    required: true
+    description: Oldest acceptable passed restore test.
+  rto_target_minutes:
+    type: float
+    required: true
+    description: Longest acceptable measured restore time.
+  rpo_target_hours:
+    type: float
+    required: true
+    description: Oldest acceptable snapshot at restore time.
+  controls:
+    type: list
+    elements: str
+    required: true
+    description: Control ids to evaluate.
 author: opsrunner
 """
 
 RETURN = r"""
-controls: {description: Control id to {ok, problems, evidence, data}., type: dict, returned: always}
+controls:
+  description: Control id to its verdict (ok, problems, evidence, data, error).
+  type: dict
+  returned: always
 """
 
 
-def _verdict(problems: list[str], evidence: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"ok": not problems, "problems": problems, "evidence": evidence, "data": data}
+def _verdict(
+    problems: list[str], evidence: str, data: dict[str, Any], error: str = ""
+) -> dict[str, Any]:
+    """One control's verdict; error: it cannot be judged (a repository it needs does not open)."""
+    return {
+        "ok": not problems and not error,
+        "problems": problems,
+        "evidence": evidence,
+        "data": data,
+        "error": error,
+    }
 
 
 def _password_file(path: str) -> list[str]:
@@ -110,22 +174,32 @@ def main() -> None:
     if "BAK-001" in wanted:
         problems = list(pw_problems)
         if not local_ok:
-            problems.append(f"local repository {local} does not open with the password: {local_err}")
+            problems.append(
+                f"local repository {local} does not open with the password: {local_err}"
+            )
         out["BAK-001"] = _verdict(
             problems,
-            f"local repository {local} {'opens, encrypted (restic repository config readable only with the key)' if local_ok else 'unusable'}",
+            f"local repository {local} "
+            + ("opens, encrypted (its config reads only with the key)" if local_ok else "unusable"),
             {"repository": local, "initialized": local_ok},
         )
 
     need_offsite = bool(wanted & {"BAK-002", "BAK-004", "BAK-005"})
     offsite_ok, offsite_err = (False, "not probed")
     if need_offsite:
-        offsite_ok, offsite_err = restic.initialized(offsite) if local_ok else (False, "local repository unusable")
+        offsite_ok, offsite_err = (
+            restic.initialized(offsite) if local_ok else (False, "local repository unusable")
+        )
     if "BAK-002" in wanted:
-        problems = [] if offsite_ok else [f"off-site repository {offsite} not reachable or not initialised: {offsite_err}"]
+        problems = (
+            []
+            if offsite_ok
+            else [f"off-site repository {offsite} not reachable or not initialised: {offsite_err}"]
+        )
         out["BAK-002"] = _verdict(
             problems,
-            f"off-site repository {offsite} {'reachable over SSH and opens' if offsite_ok else 'unusable'}",
+            f"off-site repository {offsite} "
+            + ("reachable over SSH and opens" if offsite_ok else "unusable"),
             {"repository": offsite, "initialized": offsite_ok},
         )
 
@@ -149,17 +223,24 @@ def main() -> None:
             incr = latest(local_snaps, name, "incremental")
             per_set[name] = {
                 "last_full": full and {k: full[k] for k in ("short_id", "time", "age_hours")},
-                "last_incremental": incr and {k: incr[k] for k in ("short_id", "time", "age_hours")},
+                "last_incremental": incr
+                and {k: incr[k] for k in ("short_id", "time", "age_hours")},
                 "last_any_age_hours": last and last["age_hours"],
             }
             if full is None:
                 problems.append(f"set {name}: no full backup")
             elif full["age_hours"] > p["full_max_age_hours"]:
-                problems.append(f"set {name}: last full backup {full['age_hours']:.1f} h old > {p['full_max_age_hours']} h")
+                problems.append(
+                    f"set {name}: last full backup {full['age_hours']:.1f} h old"
+                    f" > {p['full_max_age_hours']} h"
+                )
             if last is None:
                 pass
             elif last["age_hours"] > p["incremental_max_age_hours"]:
-                problems.append(f"set {name}: last backup {last['age_hours']:.1f} h old > {p['incremental_max_age_hours']} h")
+                problems.append(
+                    f"set {name}: last backup {last['age_hours']:.1f} h old"
+                    f" > {p['incremental_max_age_hours']} h"
+                )
         if snap_error:
             problems.append(snap_error)
         text = "; ".join(
@@ -171,46 +252,73 @@ def main() -> None:
 
     if "BAK-004" in wanted:
         problems, per_set = [], {}
-        if not offsite_ok:
-            problems.append("off-site repository unusable: no off-site copy can be judged")
+        unjudged = (
+            ""
+            if offsite_ok
+            else f"off-site repository {offsite} does not open ({offsite_err}): see BAK-002"
+        )
         copied = {s["original"] for s in offsite_snaps if s["original"]}
         for name in p["sets"]:
             last_local, last_off = latest(local_snaps, name), latest(offsite_snaps, name)
             per_set[name] = {
                 "latest_local": last_local and last_local["short_id"],
-                "offsite_latest": last_off and {k: last_off[k] for k in ("short_id", "time", "age_hours", "original")},
+                "offsite_latest": last_off
+                and {k: last_off[k] for k in ("short_id", "time", "age_hours", "original")},
             }
             if last_off is None:
                 problems.append(f"set {name}: no off-site copy")
                 continue
             if last_off["age_hours"] > p["offsite_max_age_hours"]:
-                problems.append(f"set {name}: off-site copy {last_off['age_hours']:.1f} h old > {p['offsite_max_age_hours']} h")
+                problems.append(
+                    f"set {name}: off-site copy {last_off['age_hours']:.1f} h old"
+                    f" > {p['offsite_max_age_hours']} h"
+                )
             if last_local and last_local["id"] not in copied:
-                problems.append(f"set {name}: latest snapshot {last_local['short_id']} ({last_local['time']}) has no off-site copy")
+                problems.append(
+                    f"set {name}: latest snapshot {last_local['short_id']}"
+                    f" ({last_local['time']}) has no off-site copy"
+                )
         if snap_error:
             problems.append(snap_error)
         ages = ", ".join(
-            f"{n}: {s['offsite_latest']['age_hours'] if s['offsite_latest'] else '-'} h" for n, s in per_set.items()
+            f"{n}: {s['offsite_latest']['age_hours'] if s['offsite_latest'] else '-'} h"
+            for n, s in per_set.items()
         )
-        out["BAK-004"] = _verdict(problems, f"off-site copy age per set: {ages}", {"sets": per_set})
+        out["BAK-004"] = _verdict(
+            problems if offsite_ok else [],
+            f"off-site copy age per set: {ages}",
+            {"sets": per_set},
+            unjudged,
+        )
 
     if "BAK-005" in wanted:
-        problems, checks = [], {}
+        problems, checks, unchecked = [], {}, []
         for label, repo, usable in (("local", local, local_ok), ("offsite", offsite, offsite_ok)):
             if not usable:
-                problems.append(f"{label} repository {repo} cannot be checked: it does not open")
+                unchecked.append(f"{label} repository {repo} cannot be checked: it does not open")
                 continue
             args = ["check", "--no-lock"]
             if p["check_read_data_subset"]:
                 args.append(f"--read-data-subset={p['check_read_data_subset']}")
             rc, stdout, stderr = restic.run(repo, *args)
-            checks[label] = {"repository": repo, "rc": rc, "output": tail(stdout + "\n" + stderr, 8)}
+            checks[label] = {
+                "repository": repo,
+                "rc": rc,
+                "output": tail(stdout + "\n" + stderr, 8),
+            }
             if rc != 0:
-                problems.append(f"restic check of {label} repository {repo} failed (rc {rc}): {tail(stdout + chr(10) + stderr, 4)}")
+                problems.append(
+                    f"restic check of {label} repository {repo} failed (rc {rc}): "
+                    f"{tail(stdout + chr(10) + stderr, 4)}"
+                )
         out["BAK-005"] = _verdict(
             problems,
-            "; ".join(f"{k}: {'no errors' if v['rc'] == 0 else 'errors'}" for k, v in checks.items()) or "not checked",
+            "; ".join(
+                f"{k}: {'no errors' if v['rc'] == 0 else 'errors'}" for k, v in checks.items()
+            )
+            or "not checked",
             {"checks": checks, "read_data_subset": p["check_read_data_subset"]},
+            "" if problems else "; ".join(unchecked),
         )
 
     if "BAK-006" in wanted:
@@ -218,11 +326,21 @@ def main() -> None:
         r = p["retention"]
         if local_ok:
             rc, stdout, stderr = restic.run(
-                local, "forget", "--dry-run", "--json", "--no-lock", "--tag", "opsrunner",
-                "--group-by", "host,tags",
-                "--keep-daily", str(r.get("keep_daily", 7)),
-                "--keep-weekly", str(r.get("keep_weekly", 4)),
-                "--keep-monthly", str(r.get("keep_monthly", 6)),
+                local,
+                "forget",
+                "--dry-run",
+                "--json",
+                "--no-lock",
+                "--tag",
+                "opsrunner",
+                "--group-by",
+                "host,tags",
+                "--keep-daily",
+                str(r.get("keep_daily", 7)),
+                "--keep-weekly",
+                str(r.get("keep_weekly", 4)),
+                "--keep-monthly",
+                str(r.get("keep_monthly", 6)),
             )
             if rc != 0:
                 problems.append(f"restic forget --dry-run failed: {tail(stderr, 3)}")
@@ -230,7 +348,13 @@ def main() -> None:
                 for group in json.loads(stdout or "[]") or []:
                     for snap in group.get("remove") or []:
                         when = parse_time(snap["time"])
-                        remove.append({"short_id": snap.get("short_id", ""), "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "tags": snap.get("tags", [])})
+                        remove.append(
+                            {
+                                "short_id": snap.get("short_id", ""),
+                                "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                "tags": snap.get("tags", []),
+                            }
+                        )
             if remove:
                 problems.append(
                     f"{len(remove)} snapshot(s) kept beyond the retention policy: "
@@ -240,7 +364,8 @@ def main() -> None:
             problems.append("local repository unusable: retention cannot be judged")
         out["BAK-006"] = _verdict(
             problems,
-            f"retention daily {r.get('keep_daily')}, weekly {r.get('keep_weekly')}, monthly {r.get('keep_monthly')}: "
+            f"retention daily {r.get('keep_daily')}, weekly {r.get('keep_weekly')},"
+            f" monthly {r.get('keep_monthly')}: "
             f"{len(local_snaps)} snapshot(s), {len(remove)} beyond policy",
             {"retention": r, "snapshots": len(local_snaps), "beyond_policy": remove},
         )
@@ -251,23 +376,38 @@ def main() -> None:
         problems = []
         data: dict[str, Any] = {"record": record_path}
         if not isinstance(record, dict):
-            problems.append(f"no restore test on record ({record_path} missing): run the restore_test job")
+            problems.append(
+                f"no restore test on record ({record_path} missing): run the restore_test job"
+            )
             evidence = "no restore test on record"
         else:
             when = parse_time(str(record.get("finished_at", "1970-01-01T00:00:00Z")))
             age_days = (now - when).total_seconds() / 86400.0
-            data.update({k: record.get(k) for k in ("status", "finished_at", "rto_seconds", "rpo_seconds", "sets")})
+            data.update(
+                {
+                    k: record.get(k)
+                    for k in ("status", "finished_at", "rto_seconds", "rpo_seconds", "sets")
+                }
+            )
             data["age_days"] = round(age_days, 3)
             if record.get("status") != "passed":
-                problems.append(f"last restore test {record.get('finished_at')} failed: {'; '.join(record.get('problems', []))[:400]}")
+                problems.append(
+                    f"last restore test {record.get('finished_at')} failed: "
+                    + "; ".join(record.get("problems", []))[:400]
+                )
             if age_days > p["restore_max_age_days"]:
-                problems.append(f"last restore test is {age_days:.1f} days old > {p['restore_max_age_days']}")
+                problems.append(
+                    f"last restore test is {age_days:.1f} days old > {p['restore_max_age_days']}"
+                )
             rto, rpo = float(record.get("rto_seconds") or 0), float(record.get("rpo_seconds") or 0)
             if rto > p["rto_target_minutes"] * 60:
                 problems.append(f"measured RTO {rto:.1f} s > target {p['rto_target_minutes']} min")
             if rpo > p["rpo_target_hours"] * 3600:
                 problems.append(f"measured RPO {rpo:.0f} s > target {p['rpo_target_hours']} h")
-            evidence = f"restore test {record.get('status')} at {record.get('finished_at')}: RTO {rto:.1f} s, RPO {rpo:.0f} s"
+            evidence = (
+                f"restore test {record.get('status')} at {record.get('finished_at')}:"
+                f" RTO {rto:.1f} s, RPO {rpo:.0f} s"
+            )
         out["BAK-007"] = _verdict(problems, evidence, data)
 
     module.exit_json(changed=False, controls=out, error="")

@@ -1,5 +1,8 @@
 """restic helpers shared by the backup role's modules: repositories, snapshots, ages, manifests."""
 
+# Ansible modules follow Ansible's os.path conventions (as plugins/** does in pyproject).
+# ruff: noqa: PTH100, PTH103, PTH105, PTH113, PTH114, PTH118, PTH120, PTH123
+
 from __future__ import annotations
 
 import datetime as dt
@@ -23,17 +26,17 @@ def parse_time(value: str) -> dt.datetime:
     # fromisoformat takes at most microseconds; restic writes nanoseconds.
     frac = (frac or ".0")[:7]
     zone = "+00:00" if zone == "Z" else zone
-    return dt.datetime.fromisoformat(base + frac + zone).astimezone(dt.timezone.utc)
+    return dt.datetime.fromisoformat(base + frac + zone).astimezone(dt.UTC)
 
 
 def utcnow() -> dt.datetime:
     """Now, aware and in UTC."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def iso(value: dt.datetime) -> str:
     """UTC timestamp text as the project stores it."""
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def snapshot_view(raw: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
@@ -56,7 +59,9 @@ def snapshot_view(raw: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def latest(snapshots: list[dict[str, Any]], set_name: str, kind: str | None = None) -> dict[str, Any] | None:
+def latest(
+    snapshots: list[dict[str, Any]], set_name: str, kind: str | None = None
+) -> dict[str, Any] | None:
     """The newest snapshot of a set (of one kind, or of any kind)."""
     chosen = [s for s in snapshots if s["set"] == set_name and (kind is None or s["kind"] == kind)]
     return max(chosen, key=lambda s: s["time"]) if chosen else None
@@ -91,7 +96,7 @@ def build_manifest(paths: list[str]) -> list[tuple[str, str]]:
                 try:
                     entries[full] = sha256_file(full)
                 except OSError:
-                    # Unreadable files (sockets, races) are not in the manifest; restic reports them.
+                    # Unreadable files (races) stay out of the manifest; restic reports them.
                     continue
     return sorted(((h, p) for p, h in entries.items()), key=lambda item: item[1])
 
@@ -143,7 +148,9 @@ class Restic:
     The password never appears on a command line: restic reads --password-file.
     """
 
-    def __init__(self, module: Any, password_file: str, sftp_command: str, cache_dir: str = "") -> None:
+    def __init__(
+        self, module: Any, password_file: str, sftp_command: str, cache_dir: str = ""
+    ) -> None:
         self.module = module
         self.password_file = password_file
         self.sftp_command = sftp_command
@@ -159,7 +166,9 @@ class Restic:
 
     def run(self, repo: str, *args: str) -> tuple[int, str, str]:
         """Run restic; (rc, stdout, stderr)."""
-        rc, out, err = self.module.run_command(self.argv(repo, *args), environ_update={"LC_ALL": "C"})
+        rc, out, err = self.module.run_command(
+            self.argv(repo, *args), environ_update={"LC_ALL": "C"}
+        )
         return int(rc), str(out), str(err)
 
     def initialized(self, repo: str) -> tuple[bool, str]:

@@ -1,4 +1,4 @@
-"""Filters of the monitoring role: judge scraped node-exporter samples against the policy thresholds."""
+"""Filters of the monitoring role: judge node-exporter samples against the policy thresholds."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ import hashlib
 import re
 from typing import Any
 
-from ansible.errors import AnsibleFilterError
-
-try:
-    from prometheus_client.parser import text_string_to_metric_families
-except ImportError:  # pragma: no cover - the project's venv always has it
-    text_string_to_metric_families = None
+from ansible.errors import AnsibleFilterError  # type: ignore[import-untyped]
+from prometheus_client.parser import text_string_to_metric_families  # a project dependency
 
 # Metrics the controls read; every other sample is dropped from the evidence.
 _KEPT = re.compile(
@@ -21,9 +17,11 @@ _KEPT = re.compile(
 
 
 def monitoring_samples(text: str) -> list[dict[str, Any]]:
-    """The samples of a Prometheus text exposition that the controls need: [{name, labels, value}]."""
+    """The samples of a Prometheus exposition the controls need: [{name, labels, value}]."""
     if text_string_to_metric_families is None:
-        raise AnsibleFilterError("monitoring_samples needs the prometheus_client package on the controller")
+        raise AnsibleFilterError(
+            "monitoring_samples needs the prometheus_client package on the controller"
+        )
     if not isinstance(text, str) or not text.strip():
         raise AnsibleFilterError("monitoring_samples: the scrape is empty")
     out: list[dict[str, Any]] = []
@@ -31,7 +29,13 @@ def monitoring_samples(text: str) -> list[dict[str, Any]]:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if _KEPT.match(sample.name):
-                    out.append({"name": sample.name, "labels": dict(sample.labels), "value": float(sample.value)})
+                    out.append(
+                        {
+                            "name": sample.name,
+                            "labels": dict(sample.labels),
+                            "value": float(sample.value),
+                        }
+                    )
     except ValueError as exc:
         raise AnsibleFilterError(f"monitoring_samples: not a Prometheus exposition: {exc}") from exc
     return out
@@ -52,26 +56,48 @@ def _one(samples: list[dict[str, Any]], name: str) -> float | None:
 
 def disk(samples: list[dict[str, Any]], max_used_percent: float) -> dict[str, Any]:
     """MON-003: every filesystem's used share at or below the maximum."""
-    size = {s["labels"].get("mountpoint"): s["value"] for s in _pick(samples, "node_filesystem_size_bytes")}
-    avail = {s["labels"].get("mountpoint"): s["value"] for s in _pick(samples, "node_filesystem_avail_bytes")}
+    size = {
+        s["labels"].get("mountpoint"): s["value"]
+        for s in _pick(samples, "node_filesystem_size_bytes")
+    }
+    avail = {
+        s["labels"].get("mountpoint"): s["value"]
+        for s in _pick(samples, "node_filesystem_avail_bytes")
+    }
     rows, problems = [], []
     for mount in sorted(m for m in size if m in avail):
         if size[mount] <= 0:
             continue
         used = round(100.0 * (size[mount] - avail[mount]) / size[mount], 2)
-        rows.append({"mountpoint": mount, "size_bytes": size[mount], "avail_bytes": avail[mount], "used_percent": used})
+        rows.append(
+            {
+                "mountpoint": mount,
+                "size_bytes": size[mount],
+                "avail_bytes": avail[mount],
+                "used_percent": used,
+            }
+        )
         if used > max_used_percent:
             problems.append(f"{mount} is {used}% full > {max_used_percent}%")
     if not rows:
         problems.append("no filesystem samples in the scrape")
     text = ", ".join(f"{r['mountpoint']} {r['used_percent']}%" for r in rows)
-    return _verdict(problems, f"disk used (max {max_used_percent}%): {text}", {"filesystems": rows, "max_used_percent": max_used_percent})
+    return _verdict(
+        problems,
+        f"disk used (max {max_used_percent}%): {text}",
+        {"filesystems": rows, "max_used_percent": max_used_percent},
+    )
 
 
-def resources(samples: list[dict[str, Any]], min_available_percent: float, max_load_per_cpu: float) -> dict[str, Any]:
-    """MON-004: available memory at or above the minimum, 15-minute load per CPU at or below the maximum."""
+def resources(
+    samples: list[dict[str, Any]], min_available_percent: float, max_load_per_cpu: float
+) -> dict[str, Any]:
+    """MON-004: available memory at least the minimum, 15-min load per CPU at most the maximum."""
     problems = []
-    total, avail = _one(samples, "node_memory_MemTotal_bytes"), _one(samples, "node_memory_MemAvailable_bytes")
+    total, avail = (
+        _one(samples, "node_memory_MemTotal_bytes"),
+        _one(samples, "node_memory_MemAvailable_bytes"),
+    )
     load = {k: _one(samples, f"node_{k}") for k in ("load1", "load5", "load15")}
     cpus = len({s["labels"].get("cpu") for s in _pick(samples, "node_cpu_seconds_total")}) or None
     mem_pct = round(100.0 * avail / total, 2) if total and avail is not None else None
@@ -83,7 +109,10 @@ def resources(samples: list[dict[str, Any]], min_available_percent: float, max_l
     if per_cpu is None:
         problems.append("no load or CPU samples in the scrape")
     elif per_cpu > max_load_per_cpu:
-        problems.append(f"15-minute load {load['load15']} on {cpus} CPU(s) = {per_cpu} per CPU > {max_load_per_cpu}")
+        problems.append(
+            f"15-minute load {load['load15']} on {cpus} CPU(s) = {per_cpu} per CPU"
+            f" > {max_load_per_cpu}"
+        )
     data = {
         "memory_total_bytes": total,
         "memory_available_bytes": avail,
@@ -114,8 +143,11 @@ def failed_units(samples: list[dict[str, Any]], max_failed: int) -> dict[str, An
         problems.append("no systemd unit samples in the scrape (systemd collector off?)")
     elif len(failed) > max_failed:
         problems.append(f"{len(failed)} failed unit(s) > {max_failed}: {', '.join(failed)}")
-    return _verdict(problems, f"{len(failed)} failed unit(s) of {len(states)}: {', '.join(failed) or 'none'}",
-                    {"failed": failed, "units_seen": len(states), "max_failed": max_failed})
+    return _verdict(
+        problems,
+        f"{len(failed)} failed unit(s) of {len(states)}: {', '.join(failed) or 'none'}",
+        {"failed": failed, "units_seen": len(states), "max_failed": max_failed},
+    )
 
 
 def app_checks(samples: list[dict[str, Any]], checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -128,18 +160,25 @@ def app_checks(samples: list[dict[str, Any]], checks: list[dict[str, Any]]) -> d
         rows.append({"name": check.get("name", unit), "unit": unit, "state": state})
         if state != "active":
             problems.append(f"{check.get('name', unit)}: {unit} is {state}, want active")
-    text = ", ".join(f"{r['name']} ({r['unit']}) {r['state']}" for r in rows) or "no application checks for this host"
+    text = (
+        ", ".join(f"{r['name']} ({r['unit']}) {r['state']}" for r in rows)
+        or "no application checks for this host"
+    )
     return _verdict(problems, text, {"checks": rows})
 
 
-def monitoring_evaluate(text: str, thresholds: dict[str, Any], checks: list[dict[str, Any]]) -> dict[str, Any]:
+def monitoring_evaluate(
+    text: str, thresholds: dict[str, Any], checks: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Every threshold control's verdict from one scrape, with the samples used as evidence."""
     samples = monitoring_samples(text)
     try:
         verdicts = {
             "MON-003": disk(samples, float(thresholds["disk_max_used_percent"])),
             "MON-004": resources(
-                samples, float(thresholds["memory_min_available_percent"]), float(thresholds["load_max_per_cpu"])
+                samples,
+                float(thresholds["memory_min_available_percent"]),
+                float(thresholds["load_max_per_cpu"]),
             ),
             "MON-005": failed_units(samples, int(thresholds["failed_units_max"])),
             "MON-006": app_checks(samples, list(checks or [])),
@@ -158,4 +197,7 @@ class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"monitoring_samples": monitoring_samples, "monitoring_evaluate": monitoring_evaluate}
+        return {
+            "monitoring_samples": monitoring_samples,
+            "monitoring_evaluate": monitoring_evaluate,
+        }

@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import struct
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -70,7 +71,7 @@ Clauses = Annotated[
                 {"type": "string", "pattern": CLAUSE_RE},
                 {"type": "array", "items": {"type": "string", "pattern": CLAUSE_RE}, "minItems": 1},
             ],
-            "description": "Clause number(s) from regulation.yml, e.g. [\"3.2.1\"].",
+            "description": 'Clause number(s) from regulation.yml, e.g. ["3.2.1"].',
         }
     ),
 ]
@@ -424,7 +425,7 @@ class Scope(_Model):
             raise ValueError("a waiver names at least one host or group")
         return self
 
-    def covers(self, host: str, groups: list[str] | tuple[str, ...] | set[str]) -> bool:
+    def covers(self, host: str, groups: Collection[str]) -> bool:
         """Whether a host (with its groups) is in scope."""
         return host in self.hosts or bool(set(self.groups) & set(groups))
 
@@ -463,9 +464,7 @@ class Waiver(_Model):
             return "expired"
         return "pending" if self.approver is None else "active"
 
-    def applies(
-        self, host: str, groups: list[str] | tuple[str, ...] | set[str], now: dt.datetime
-    ) -> bool:
+    def applies(self, host: str, groups: Collection[str], now: dt.datetime) -> bool:
         """Whether this waiver covers the host at `now` (approved, started, not expired)."""
         return (
             self.status(now) == "active"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn
@@ -53,6 +54,11 @@ class Format(StrEnum):
 
 
 _FORMAT = typer.Option(Format.table, "--format", "-f", help="table, json or yaml.")
+
+
+def _console() -> Console:
+    # Piped output (CI logs, less) gets a wide table instead of rich's 80-column default.
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _fail(problems: list[Problem] | tuple[Problem, ...]) -> NoReturn:
@@ -160,7 +166,7 @@ def show(
             control.owner,
             ", ".join(control.source),
         )
-    Console().print(table)
+    _console().print(table)
 
 
 def _print_control(entry: dict[str, Any], indent: str = "") -> None:
@@ -354,7 +360,7 @@ def _print_waivers(rows: list[dict[str, Any]], fmt: Format, title: str) -> None:
             row["id"], row["control"], row["status"], scope, row["requester"],
             row["approver"] or "-", row["expires_at"], row["note"],
         )  # fmt: skip
-    Console().print(table)
+    _console().print(table)
 
 
 @waiver_app.command("list")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -57,14 +58,7 @@ class Frequency:
         """The longest gap between two scheduled checks: evidence older than this is stale."""
         if self.spec in _NAMED:
             return _NAMED[self.spec][0]
-        it = croniter(self.spec, _BASE)
-        previous: dt.datetime = it.get_next(dt.datetime)
-        longest = dt.timedelta(0)
-        for _ in range(_SAMPLES):
-            current: dt.datetime = it.get_next(dt.datetime)
-            longest = max(longest, current - previous)
-            previous = current
-        return longest
+        return _cron_max_age(self.spec)
 
     def next_after(self, moment: dt.datetime) -> dt.datetime:
         """The next scheduled time after `moment` (UTC)."""
@@ -77,6 +71,19 @@ class Frequency:
 
     def __str__(self) -> str:
         return self.spec
+
+
+@functools.lru_cache(maxsize=256)
+def _cron_max_age(spec: str) -> dt.timedelta:
+    # Scoring asks for every item of every run: walk the schedule once per expression.
+    it = croniter(spec, _BASE)
+    previous: dt.datetime = it.get_next(dt.datetime)
+    longest = dt.timedelta(0)
+    for _ in range(_SAMPLES):
+        current: dt.datetime = it.get_next(dt.datetime)
+        longest = max(longest, current - previous)
+        previous = current
+    return longest
 
 
 def _parse(value: Any) -> Frequency:

@@ -15,7 +15,7 @@ try:
 except ImportError:  # the controller lacks croniter: the filter says so when it is used
     HAS_CRONITER = False
 
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 
 
 def _instant(value: Any, what: str) -> _dt.datetime:
@@ -28,14 +28,20 @@ def _instant(value: Any, what: str) -> _dt.datetime:
         try:
             parsed = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError as exc:
-            raise AnsibleFilterError(f"patching_window_state: {what}: not an ISO 8601 time: {value!r}") from exc
+            raise AnsibleFilterError(
+                f"patching_window_state: {what}: not an ISO 8601 time: {value!r}"
+            ) from exc
     else:
         raise AnsibleFilterError(f"patching_window_state: {what}: missing or not a time: {value!r}")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _iso(value: _dt.datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+    return (
+        value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        if value
+        else None
+    )
 
 
 def _field(window: dict[str, Any], key: str, index: int) -> Any:
@@ -44,7 +50,9 @@ def _field(window: dict[str, Any], key: str, index: int) -> Any:
     return window[key]
 
 
-def _notice_for(name: str, start: _dt.datetime, notice_hours: float, notices: list[dict[str, Any]]) -> dict[str, Any]:
+def _notice_for(
+    name: str, start: _dt.datetime, notice_hours: float, notices: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The notice on record for one window occurrence, and whether it came early enough."""
     due = start - _dt.timedelta(hours=notice_hours)
     found: list[dict[str, Any]] = []
@@ -54,7 +62,9 @@ def _notice_for(name: str, start: _dt.datetime, notice_hours: float, notices: li
         if _instant(notice.get("window_start"), f"notices[{index}].window_start") != start:
             continue
         sent = _instant(notice.get("sent_at"), f"notices[{index}].sent_at")
-        found.append({"ticket": str(notice.get("ticket", "")), "sent_at": _iso(sent), "in_time": sent <= due})
+        found.append(
+            {"ticket": str(notice.get("ticket", "")), "sent_at": _iso(sent), "in_time": sent <= due}
+        )
     in_time = [n for n in found if n["in_time"]]
     return {"due": _iso(due), "on_record": bool(in_time), "notice": (in_time or found or [None])[0]}
 
@@ -72,7 +82,9 @@ def patching_window_state(
     no notice is overdue) and the evidence for both. ``now`` exists for tests.
     """
     if not HAS_CRONITER:
-        raise AnsibleFilterError("patching_window_state needs the croniter Python package on the controller")
+        raise AnsibleFilterError(
+            "patching_window_state needs the croniter Python package on the controller"
+        )
     current = _instant(now, "now") if now is not None else _dt.datetime.now(UTC)
     groups = set(host_groups or []) | {"all"}
     notices = list(notices or [])
@@ -87,17 +99,24 @@ def patching_window_state(
         try:
             zone = ZoneInfo(zone_name)
         except (KeyError, ValueError) as exc:
-            raise AnsibleFilterError(f"patching_window_state: windows[{index}].timezone: unknown zone {zone_name!r}") from exc
+            raise AnsibleFilterError(
+                f"patching_window_state: windows[{index}].timezone: unknown zone {zone_name!r}"
+            ) from exc
         expr = str(_field(window, "start", index))
         if not croniter.is_valid(expr):
-            raise AnsibleFilterError(f"patching_window_state: windows[{index}].start: invalid cron expression {expr!r}")
+            raise AnsibleFilterError(
+                f"patching_window_state: windows[{index}].start: invalid cron expression {expr!r}"
+            )
         duration = _dt.timedelta(minutes=float(_field(window, "duration_minutes", index)))
         notice_hours = float(window.get("notice_hours") or 0)
         local_now = current.astimezone(zone)
         last = croniter(expr, local_now).get_prev(_dt.datetime)
         upcoming = croniter(expr, local_now).get_next(_dt.datetime)
         # croniter steps strictly before/after: a window that starts exactly now is the current one.
-        if croniter.match(expr, local_now.replace(second=0, microsecond=0)) and local_now.second == 0 == local_now.microsecond:
+        if (
+            croniter.match(expr, local_now.replace(second=0, microsecond=0))
+            and local_now.second == 0 == local_now.microsecond
+        ):
             last = local_now
         inside = last <= local_now < last + duration
         entry = {
@@ -108,9 +127,15 @@ def patching_window_state(
             "current": None,
             "next": {"start": _iso(upcoming), **_notice_for(name, upcoming, notice_hours, notices)},
         }
-        entry["next"]["notice_overdue"] = (not entry["next"]["on_record"]) and current >= _instant(entry["next"]["due"], "due")
+        entry["next"]["notice_overdue"] = (not entry["next"]["on_record"]) and current >= _instant(
+            entry["next"]["due"], "due"
+        )
         if inside:
-            entry["current"] = {"start": _iso(last), "end": _iso(last + duration), **_notice_for(name, last, notice_hours, notices)}
+            entry["current"] = {
+                "start": _iso(last),
+                "end": _iso(last + duration),
+                **_notice_for(name, last, notice_hours, notices),
+            }
         mine.append(entry)
 
     if not mine:
@@ -120,7 +145,8 @@ def patching_window_state(
             "enforce_allowed": False,
             "compliant": False,
             "window": None,
-            "reason": f"no maintenance window in the policy covers the groups {sorted(groups - {'all'})}",
+            "reason": "no maintenance window in the policy covers the groups "
+            f"{sorted(groups - {'all'})}",
             "evidence": "no maintenance window defined for this host",
             "now": _iso(current),
         }
@@ -139,21 +165,29 @@ def patching_window_state(
         cur = chosen["current"]
         late = cur["notice"]
         reason = (
-            f"inside window {chosen['name']} ({cur['start']} to {cur['end']}) but no notice was on record "
+            f"inside window {chosen['name']} ({cur['start']} to {cur['end']}) "
+            "but no notice was on record "
             f"{chosen['notice_hours']:g} h before its start (due {cur['due']}"
             + (f"; notice {late['ticket']} sent late at {late['sent_at']}" if late else "")
             + ")"
         )
     else:
         chosen = min(mine, key=lambda w: str(w["next"]["start"]))
-        reason = f"outside every maintenance window; next is {chosen['name']} at {chosen['next']['start']}"
+        nxt = chosen["next"]["start"]
+        reason = f"outside every maintenance window; next is {chosen['name']} at {nxt}"
 
     problems: list[str] = []
     for w in mine:
         if w["inside"] and not w["current"]["on_record"]:
-            problems.append(f"window {w['name']} at {w['current']['start']} opened without notice on record by {w['current']['due']}")
+            problems.append(
+                f"window {w['name']} at {w['current']['start']} opened without notice "
+                f"on record by {w['current']['due']}"
+            )
         if w["next"]["notice_overdue"]:
-            problems.append(f"notice for window {w['name']} at {w['next']['start']} is overdue (due {w['next']['due']})")
+            problems.append(
+                f"notice for window {w['name']} at {w['next']['start']} is overdue "
+                f"(due {w['next']['due']})"
+            )
     if problems:
         evidence = "; ".join(problems)
     else:

@@ -183,11 +183,11 @@ def _print_control(entry: dict[str, Any], indent: str = "") -> None:
         for att in entry["attestations"] or []:
             state = "valid" if att["valid_now"] else "not valid now"
             typer.echo(
-                f"{indent}    attested by {att['attested_by']} {att['attested_at']} "
+                f"{indent}  attested by {att['attested_by']} {att['attested_at']} "
                 f"until {att['valid_until']} ({state}) sha256 {att['evidence']['sha256'][:12]}…"
             )
         if not entry["attestations"]:
-            typer.echo(f"{indent}    no attestation on record")
+            typer.echo(f"{indent}  no attestation on record")
     for waiver in entry["waivers"]:
         typer.echo(
             f"{indent}  waiver {waiver['id']} {waiver['status']} until {waiver['expires_at']}"

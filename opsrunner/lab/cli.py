@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from opsrunner.lab.core import DEFAULT_LAB, HostSpec, Lab, all_labs
+from opsrunner.lab.core import DEFAULT_LAB, HostSpec, Lab, all_labs, ssh_key
 from opsrunner.lab.net import LabError
 
 app = typer.Typer(
@@ -73,6 +74,7 @@ def up(
     inventory: Path | None = typer.Option(
         None, "--inventory", help="Where to write the Ansible inventory."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the lab as JSON (for scripts, molecule)."),
 ) -> None:
     """Boot (or complete) a lab and write its Ansible inventory; idempotent."""
     try:
@@ -81,7 +83,27 @@ def up(
         lab.up(n, hosts=hosts)
     except (LabError, ValueError) as exc:
         raise _fail(exc) from exc
-    _print_status(lab)
+    if as_json:
+        typer.echo(json.dumps(_as_dict(lab), indent=2))
+    else:
+        _print_status(lab)
+
+
+def _as_dict(lab: Lab) -> dict[str, object]:
+    st = lab.state()
+    if st is None:
+        return {"name": lab.name, "up": False}
+    return {
+        "name": lab.name,
+        "up": True,
+        "inventory": st.inventory,
+        "ssh_key": str(ssh_key()),
+        "repo_url": lab.repo.url,
+        "hosts": [
+            {**h.model_dump(), "running": lab.is_running(h.name), "boots": lab.boots(h.name)}
+            for h in st.hosts
+        ],
+    }
 
 
 @app.command()
@@ -89,9 +111,13 @@ def status(
     name: str | None = typer.Option(
         None, "--name", help="One lab (default: every lab on this machine)."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the labs as JSON."),
 ) -> None:
     """Show labs, hosts, addresses, groups and whether each host runs."""
     names = [name] if name else all_labs()
+    if as_json:
+        typer.echo(json.dumps([_as_dict(Lab(n)) for n in names], indent=2))
+        return
     if not names:
         console.print("no lab is up")
     for n in names:
@@ -116,7 +142,7 @@ def _print_status(lab: Lab) -> None:
             h.name,
             h.address,
             ",".join(h.groups),
-            "yes" if lab._running(h.name) else "NO",
+            "yes" if lab.is_running(h.name) else "NO",
             str(lab.boots(h.name)),
         )
     console.print(table)

@@ -325,7 +325,7 @@ class Lab:
                 port=port,
                 inventory=str(self._default_inventory()),
             )
-        elif st.image_key != image.key and all(not self._running(h.name) for h in st.hosts):
+        elif st.image_key != image.key and all(not self.is_running(h.name) for h in st.hosts):
             st = st.model_copy(update={"image_key": image.key})
         self._save(st)
         net.ensure_bridge(self.name, st.octet)
@@ -360,7 +360,7 @@ class Lab:
         self._save(st)
         for info in infos:
             net.ensure_host_net(self.name, info.name, info.index, st.octet)
-            if not self._running(info.name):
+            if not self.is_running(info.name):
                 self._start_host(info, st, repo)
         self._write_inventory(st)
         if wait:
@@ -430,7 +430,7 @@ class Lab:
                 cwd="/",
             )
         (hdir / "supervisor.pid").write_text(str(proc.pid))
-        # Until exec, the child's cmdline is ours: wait so _running() does not see a stranger.
+        # Until exec, the child's cmdline is ours: wait so is_running() does not see a stranger.
         deadline = time.monotonic() + 5
         while not is_our_process(proc.pid, "opsrunner.lab.supervisor") and time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -469,7 +469,8 @@ class Lab:
         (ssh_dir / "authorized_keys").chmod(0o600)
         (root / "etc" / "apt" / "sources.list").write_text(repo.sources_list())
 
-    def _running(self, host: str) -> bool:
+    def is_running(self, host: str) -> bool:
+        """Whether the host's supervisor (and so its container) runs."""
         pidf = self._hdir(host) / "supervisor.pid"
         if not pidf.is_file():
             return False
@@ -491,7 +492,7 @@ class Lab:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            if not self._running(host):
+            if not self.is_running(host):
                 raise LabError(
                     f"host {host} of lab {self.name} is not running; "
                     f"last lines of {self._hdir(host) / 'console.log'}:\n{self.console_tail(host)}"

@@ -1,0 +1,171 @@
+"""account_cleanup on lab hosts: enforce from the roster, idempotence, one mutation per control."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from opsrunner.lab.core import Lab
+from tests.lab_helpers import ROOT, control, controls, reset_hosts, run_playbook, snapshots
+
+PLAYBOOK = "playbooks/account_cleanup.yml"
+ACC = tuple(f"ACC-00{i}" for i in range(1, 9))
+DISRUPTIVE = {"account_cleanup_disruptive": True}
+
+ROSTER = yaml.safe_load((ROOT / "policy" / "roster.yml").read_text())
+KEYS = {p["user"]: p.get("ssh_keys", []) for p in ROSTER["people"]}
+
+# frank left the company (departed in the roster); before the first enforce his
+# account still looks like an active one on host2: groups, key, crontab, a process.
+FRANK_AS_BEFORE = (
+    "useradd -m -s /bin/bash -G adm frank"
+    " && install -d -o frank -m 700 ~frank/.ssh"
+    f" && echo '{KEYS['frank'][0]}' > ~frank/.ssh/authorized_keys"
+    " && echo '0 * * * * true' | crontab -u frank -"
+    " && systemd-run --quiet --uid=frank --unit=frank-job sleep 600"
+)
+
+# One mutation per control, spread over the hosts (several controls per host,
+# never the same control twice), then one audit.
+MUTATIONS: dict[str, list[tuple[str, str]]] = {
+    "host1": [
+        ("ACC-001", "gpasswd -d alice adm >/dev/null"),
+        ("ACC-006", f"echo '{KEYS['chen'][0]}' >> /root/.ssh/authorized_keys"),
+        ("ACC-008", "sed -i 's/^deny = .*/deny = 50/' /etc/security/faillock.conf"),
+    ],
+    "host2": [
+        ("ACC-002", f"echo '{KEYS['frank'][0]}' > ~frank/.ssh/authorized_keys"),
+        ("ACC-004", "useradd -m -s /bin/bash mallory"),
+    ],
+    "host3": [
+        ("ACC-003", "usermod -aG adm grace"),
+        ("ACC-005", "passwd -d bruce >/dev/null"),
+        ("ACC-007", "echo 'nobody ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/zz-extra"
+                    " && chmod 0440 /etc/sudoers.d/zz-extra"),
+    ],
+}
+
+EVIDENCE = {
+    ("host1", "ACC-001"): "alice: missing groups adm",
+    ("host1", "ACC-006"): "on accounts chen, root",
+    ("host1", "ACC-008"): "faillock deny = 50",
+    ("host2", "ACC-002"): "frank (left 2026-11-01",
+    ("host2", "ACC-004"): "mallory",
+    ("host3", "ACC-003"): "grace: extra groups adm (previous role)",
+    ("host3", "ACC-005"): "bruce: empty password hash",
+    ("host3", "ACC-007"): "/etc/sudoers.d/zz-extra:1 grants nobody",
+}
+
+# Controls a person must settle (enforce reports them, changes nothing).
+REPORT_ONLY = {"ACC-004", "ACC-006"}
+
+
+def _all_pass(res: dict[str, object], host: str) -> None:
+    assert controls(res, host) == dict.fromkeys(ACC, "pass"), res
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_account_cleanup_enforce_idempotent_and_mutations(lab: Lab) -> None:
+    reset_hosts(lab)
+    try:
+        lab.ssh("host2", FRANK_AS_BEFORE, check=True)
+        first = run_playbook(lab, PLAYBOOK, check=False, extra_vars=DISRUPTIVE)
+        for host in lab.hosts:
+            _all_pass(first, host)
+        frank = lab.ssh("host2", "getent shadow frank | cut -d: -f2,8; id -nG frank;"
+                        " ls ~frank/.ssh; crontab -l -u frank 2>&1; pgrep -u frank -c;"
+                        " test -d /home/frank && echo home-kept", check=False).stdout
+        assert frank.splitlines()[0].startswith("!") and frank.splitlines()[0].endswith(":1"), frank
+        assert frank.splitlines()[1] == "frank", frank  # only his own primary group is left
+        assert "authorized_keys" not in frank and "no crontab for frank" in frank, frank
+        assert "\n0\n" in frank and "home-kept" in frank, frank
+
+        second = run_playbook(lab, PLAYBOOK, check=False, extra_vars=DISRUPTIVE)
+        for host in lab.hosts:
+            assert second["stats"][host]["changed"] == 0, f"second enforce changed {host}\n{second}"
+            _all_pass(second, host)
+
+        for host, steps in MUTATIONS.items():
+            for _cid, cmd in steps:
+                lab.ssh(host, cmd, check=True)
+        before = snapshots(lab)
+        audit = run_playbook(lab, PLAYBOOK, check=True, diff=True)
+        assert snapshots(lab) == before, "the audit changed a host"
+        for host in lab.hosts:
+            broken = {cid for cid, _ in MUTATIONS.get(host, [])}
+            want = {cid: ("fail" if cid in broken else "pass") for cid in ACC}
+            assert controls(audit, host) == want, audit
+        for (host, cid), text in EVIDENCE.items():
+            rec = control(audit, host, cid)
+            assert text in rec["evidence"], rec
+
+        fixed = run_playbook(lab, PLAYBOOK, check=False, extra_vars=DISRUPTIVE)
+        for host in lab.hosts:
+            broken = {cid for cid, _ in MUTATIONS.get(host, [])}
+            want = {cid: ("fail" if cid in broken & REPORT_ONLY else "pass") for cid in ACC}
+            assert controls(fixed, host) == want, fixed
+        assert "report only" in control(fixed, "host2", "ACC-004")["reason"]
+        # Report-only findings were left for a person: the account and the key are still there.
+        assert lab.ssh("host2", "getent passwd mallory").returncode == 0
+        root_keys = lab.ssh("host1", "cat /root/.ssh/authorized_keys").stdout
+        assert KEYS["chen"][0].split()[1] in root_keys
+    finally:
+        reset_hosts(lab)
+
+
+def _policy_with_departures(tmp_path: Path, today: dt.date) -> Path:
+    """A policy copy where bruce left 5 days ago and chen leaves today."""
+    policy = tmp_path / "policy"
+    shutil.copytree(ROOT / "policy", policy)
+    roster = yaml.safe_load((policy / "roster.yml").read_text())
+    for person in roster["people"]:
+        if person["user"] == "bruce":
+            person.update(status="departed", end_date=(today - dt.timedelta(days=5)).isoformat())
+        if person["user"] == "chen":
+            person.update(status="departed", end_date=today.isoformat())
+    (policy / "roster.yml").write_text(yaml.safe_dump(roster, sort_keys=False))
+    return policy
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_account_cleanup_departure_deadline_and_disruptive_gate(lab: Lab, tmp_path: Path) -> None:
+    """A person who leaves is disabled only with the disruptive switch; the deadline counts."""
+    today = dt.datetime.now(dt.UTC).date()
+    policy = _policy_with_departures(tmp_path, today)
+    env = {"OPSRUNNER_POLICY_DIR": str(policy)}
+    host = "host3"  # standard tier: deadline 1 day after the end date
+    reset_hosts(lab, host)
+    try:
+        # While they still work here: accounts made from the real roster.
+        run_playbook(lab, PLAYBOOK, check=False, limit=host, extra_vars=DISRUPTIVE)
+        lab.ssh(host, "systemd-run --quiet --uid=bruce --unit=bruce-job sleep 600", check=True)
+
+        audit = run_playbook(lab, PLAYBOOK, check=True, limit=host, env=env)
+        rec = control(audit, host, "ACC-002")
+        assert rec["status"] == "fail", rec
+        assert "bruce (left" in rec["evidence"] and "1 process(es) running" in rec["evidence"], rec
+        # chen left today: within the deadline, so not a failure yet, but named as due.
+        assert "chen: disable due by" in rec["evidence"], rec
+
+        gated = run_playbook(lab, PLAYBOOK, check=False, limit=host, env=env)
+        rec = control(gated, host, "ACC-002")
+        assert rec["status"] == "fail" and "account_cleanup_disruptive is false" in rec["reason"]
+        assert lab.ssh(host, "getent shadow bruce | cut -d: -f2").stdout.strip() == "*"
+
+        done = run_playbook(lab, PLAYBOOK, check=False, limit=host, env=env, extra_vars=DISRUPTIVE)
+        assert control(done, host, "ACC-002")["status"] == "pass", done
+        # Both end dates have come, so both are locked; homes are kept (no archive policy).
+        shadow = lab.ssh(host, "getent shadow bruce chen | cut -d: -f1,2").stdout
+        assert "bruce:!" in shadow and "chen:!" in shadow, shadow
+        assert lab.ssh(host, "pgrep -u bruce").returncode == 1, "bruce's process survived"
+        assert lab.ssh(host, "test -d /home/bruce && test -d /home/chen").returncode == 0
+        roster_sudo = lab.ssh(host, "cat /etc/sudoers.d/opsrunner-roster").stdout
+        assert "alice ALL" in roster_sudo and "bruce" not in roster_sudo, roster_sudo
+    finally:
+        reset_hosts(lab, host)

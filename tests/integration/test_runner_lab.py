@@ -1,0 +1,68 @@
+"""opsrunner on real lab hosts: an audit and an enforce recorded end to end, then scored.
+
+Uses the firewall role (FW-001..FW-005): a fresh host fails the audit, enforce remediates and
+the next audit passes; a mutation on one host is recorded as that host's fail and lowers the
+score; the audit never changes a host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from opsrunner.config import Settings
+from opsrunner.lab.core import Lab
+from opsrunner.policy import load_policy
+from opsrunner.runner import compliance_summary, run, run_scores
+from opsrunner.store import Store
+from tests.lab_helpers import reset_hosts, snapshots
+
+FW = ["FW-001", "FW-002", "FW-003", "FW-004", "FW-005"]
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_audit_enforce_audit_recorded_and_scored(lab: Lab, tmp_path: Path) -> None:
+    reset_hosts(lab)
+    settings = Settings(state_dir=str(tmp_path / "state"), task_timeout=120, run_timeout=900)
+    policy = load_policy()
+    try:
+        with Store.open(None, tmp_path / "state") as store:
+            before = snapshots(lab)
+            first = run("audit", lab.inventory_path, controls=FW, store=store, settings=settings)
+            assert snapshots(lab) == before, "the audit changed a host"
+            assert first.status == "successful", first
+            assert first.policy_digest == policy.digest() and first.controls == tuple(FW)
+            statuses = {(r.host, r.control_id): r.status for r in store.results(first.id or 0)}
+            assert set(statuses) == {(h, c) for h in lab.hosts for c in FW}
+            assert "fail" in statuses.values(), (
+                "a pristine host should not meet the firewall policy"
+            )
+
+            enforce = run(
+                "enforce", lab.inventory_path, controls=FW, store=store, settings=settings
+            )
+            assert enforce.status == "successful", enforce
+            remediated = [r for r in store.results(enforce.id or 0) if r.remediated]
+            assert remediated and all(r.status == "pass" for r in remediated)
+
+            lab.ssh("host2", "systemctl disable --quiet nftables.service", check=True)
+            second = run("audit", lab.inventory_path, controls=FW, store=store, settings=settings)
+            after = {(r.host, r.control_id): r.status for r in store.results(second.id or 0)}
+            want = {(h, c): "pass" for h in lab.hosts for c in FW}
+            want[("host2", "FW-004")] = "fail"
+            assert after == want
+
+            hosts = store.hosts(second.id or 0)
+            assert {h.host for h in hosts} == set(lab.hosts) and all(h.reachable for h in hosts)
+            scores = run_scores(policy, second, store.results(second.id or 0), hosts, model="flat")
+            assert scores.by_host["host1"].get("raw", "automated").percent == 100.0
+            host2 = scores.by_host["host2"].get("raw", "automated")
+            assert host2.percent is not None and host2.percent < 100.0 and host2.passed == 4
+            text = compliance_summary(store, second.ident, policy)
+            assert "host2" in text and "FW-004" in text and second.ident in text
+            # Re-rendering a run gives the same bytes (rendered as of the run's end).
+            assert compliance_summary(store, second.ident, policy) == text
+    finally:
+        reset_hosts(lab)

@@ -27,7 +27,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    """A lab of 3 hosts for the whole run: host1 (critical, db), host2 (standard, web), host3 (standard, backup_target).
+    """A lab of 3 hosts for the whole run.
+
+    host1 (critical, db), host2 (standard, web), host3 (standard, backup_target).
 
     Network safety is asserted before boot, after boot and after teardown; the lab is
     torn down at the end even when tests fail. Reset hosts you break (``lab.reset(host)``).

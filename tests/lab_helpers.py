@@ -1,4 +1,4 @@
-"""Helpers every lab test uses: run a playbook on the lab, read control results, check network safety.
+"""Helpers every lab test uses: run a playbook, read control results, check network safety.
 
 Typical role test (the session ``lab`` fixture comes from tests/conftest.py)::
 
@@ -40,7 +40,10 @@ class Results(dict[str, Any]):
     cmd: list[str]
 
     def __str__(self) -> str:  # shown when an assert on the results fails
-        return f"rc={self.rc}\n--- stdout (tail) ---\n{self.stdout[-4000:]}\n--- stderr (tail) ---\n{self.stderr[-2000:]}"
+        return (
+            f"rc={self.rc}\n--- stdout (tail) ---\n{self.stdout[-4000:]}\n"
+            f"--- stderr (tail) ---\n{self.stderr[-2000:]}"
+        )
 
 
 def run_playbook(
@@ -56,7 +59,7 @@ def run_playbook(
     env: dict[str, str] | None = None,
     timeout: float = 900,
 ) -> Results:
-    """Run ``ansible-playbook`` from the project root on the lab inventory; return the parsed results.
+    """Run ``ansible-playbook`` from the project root on the lab inventory; return the results.
 
     ``check=True`` is the audit (``--check``). The results file is the one the project's
     callback writes (docs/result-contract.md); ``.rc``/``.stdout``/``.stderr`` carry the run.
@@ -106,7 +109,7 @@ def run_playbook(
 
 
 def controls(results: dict[str, Any], host: str) -> dict[str, str]:
-    """``{control id: status}`` of one host; ``{"*": "unreachable"}`` when the host was unreachable."""
+    """``{control id: status}`` of one host; ``{"*": "unreachable"}`` for an unreachable host."""
     entry = results.get("hosts", {}).get(host)
     if entry is None:
         raise AssertionError(
@@ -162,7 +165,7 @@ def network_problems(lab: Lab | None = None) -> list[str]:
 
 
 def leftovers(lab_name: str) -> list[str]:
-    """Anything of a lab still on the VM: processes, mounts, netns, links, cgroups, neighbour entries."""
+    """What of a lab is still on the VM: processes, mounts, netns, links, cgroups, neighbours."""
     from opsrunner.lab.core import CGROUP_ROOTS, lab_root
 
     found: list[str] = []

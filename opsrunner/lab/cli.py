@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Annotated
 
 import typer
 import yaml
@@ -59,22 +60,30 @@ def _load_spec(path: Path) -> list[HostSpec]:
     return specs
 
 
+HostsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--host", help="Explicit host NAME:group1,group2 (repeatable; replaces -n)."),
+]
+SpecOpt = Annotated[
+    Path | None, typer.Option("--spec", help="YAML/JSON file listing hosts {name, groups}.")
+]
+InventoryOpt = Annotated[
+    Path | None, typer.Option("--inventory", help="Where to write the Ansible inventory.")
+]
+
+
 @app.command()
 def up(
     n: int = typer.Option(
         3, "-n", "--hosts-count", help="Number of hosts host1..hostN with the default groups."
     ),
     name: str = NameOpt,
-    host: list[str] = typer.Option(  # noqa: B008
-        [], "--host", help="Explicit host NAME:group1,group2 (repeatable; replaces -n)."
+    host: HostsOpt = None,
+    spec: SpecOpt = None,
+    inventory: InventoryOpt = None,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the lab as JSON (for scripts, molecule)."
     ),
-    spec: Path | None = typer.Option(
-        None, "--spec", help="YAML/JSON file listing hosts {name, groups}."
-    ),
-    inventory: Path | None = typer.Option(
-        None, "--inventory", help="Where to write the Ansible inventory."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the lab as JSON (for scripts, molecule)."),
 ) -> None:
     """Boot (or complete) a lab and write its Ansible inventory; idempotent."""
     try:
@@ -161,7 +170,8 @@ def ssh(
         raise _fail(exc) from exc
     if cmd:
         raise typer.Exit(subprocess.run([*args, " ".join(cmd)], check=False).returncode)
-    os.execvp(args[0], [*args[:-1], "-t", args[-1]])
+    # An interactive shell replaces this process, so the terminal belongs to ssh.
+    os.execvp(args[0], [*args[:-1], "-t", args[-1]])  # noqa: S606
 
 
 @app.command()
@@ -174,7 +184,7 @@ def down(
         False, "--force", help="Also sweep leftovers of a killed run by naming pattern."
     ),
 ) -> None:
-    """Tear a lab down: no process, mount, netns, veth, bridge, cgroup or neighbour entry is left."""
+    """Tear a lab down: no process, mount, netns, veth, bridge, cgroup or neighbour entry left."""
     names = all_labs() if all_ else [name]
     for n in names:
         try:

@@ -1,4 +1,4 @@
-"""The lab: named sets of real Debian hosts under systemd-nspawn, reachable over SSH with the lab key.
+"""The lab: named sets of real Debian hosts under systemd-nspawn, reached over SSH with the lab key.
 
 Python API (the CLI ``opsrunner lab …`` and the pytest ``lab`` fixture use it)::
 
@@ -149,7 +149,7 @@ class LabState(BaseModel):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Persistent state of a host: path → digest of (type, mode, owner, content) from the overlay upper dir."""
+    """A host's persistent state: path → digest of (type, mode, owner, content) of the upper dir."""
 
     host: str
     entries: dict[str, str] = field(compare=True)
@@ -238,7 +238,8 @@ class Lab:
         st = self.state()
         if st is None:
             raise LabError(
-                f"lab {self.name!r} is not up (no {self.state_file}); `opsrunner lab up --name {self.name}`"
+                f"lab {self.name!r} is not up (no {self.state_file}); "
+                f"`opsrunner lab up --name {self.name}`"
             )
         return st
 
@@ -432,9 +433,13 @@ class Lab:
         (hdir / "supervisor.pid").write_text(str(proc.pid))
         # Until exec, the child's cmdline is ours: wait so is_running() does not see a stranger.
         deadline = time.monotonic() + 5
-        while not is_our_process(proc.pid, "opsrunner.lab.supervisor") and time.monotonic() < deadline:
+        while (
+            not is_our_process(proc.pid, "opsrunner.lab.supervisor") and time.monotonic() < deadline
+        ):
             if proc.poll() is not None:
-                raise LabError(f"supervisor of {info.name} exited at once:\n{self.console_tail(info.name)}")
+                raise LabError(
+                    f"supervisor of {info.name} exited at once:\n{self.console_tail(info.name)}"
+                )
             time.sleep(0.02)
 
     def _mount_overlay(self, host: str, image: Image) -> None:
@@ -539,7 +544,7 @@ class Lab:
 
     # -- use -------------------------------------------------------------
     def ssh_args(self, host: str, connect_timeout: int = 5) -> list[str]:
-        """The ssh command line prefix for a host (root, lab key, no host-key checks, multiplexed)."""
+        """The ssh command prefix for a host (root, lab key, no host-key checks, multiplexed)."""
         info = self.host(host)
         (self.dir / "cp").mkdir(exist_ok=True)
         return [
@@ -599,7 +604,7 @@ class Lab:
         return self.ssh(host, "cat /run/opsrunner-boot-id", check=True).stdout.strip()
 
     def boots(self, host: str) -> int:
-        """How many times the supervisor has started the host's container (1 + reboots since start/reset)."""
+        """How often the supervisor started the host's container (1 + reboots since start/reset)."""
         f = self._hdir(host) / "boots"
         return len(f.read_text().splitlines()) if f.is_file() else 0
 
@@ -612,9 +617,9 @@ class Lab:
         for dirpath, dirnames, filenames in os.walk(upper):
             rel_dir = os.path.relpath(dirpath, upper)
             rel_dir = "" if rel_dir == "." else rel_dir
-            dirnames[:] = [d for d in dirnames if not _skipped(os.path.join(rel_dir, d), skip)]
+            dirnames[:] = [d for d in dirnames if not _skipped(f"{rel_dir}/{d}".lstrip("/"), skip)]
             for name in [*dirnames, *filenames]:
-                rel = os.path.join(rel_dir, name)
+                rel = f"{rel_dir}/{name}".lstrip("/")
                 if _skipped(rel, skip):
                     continue
                 entries[rel] = _entry_digest(upper / rel)
@@ -622,7 +627,7 @@ class Lab:
 
     # -- reset / stop ----------------------------------------------------
     def reset(self, host: str, *, wait: bool = True) -> None:
-        """Stop the host, wipe its overlay upper dir, re-apply per-host setup and boot it (seconds)."""
+        """Stop the host, wipe its overlay upper dir, re-apply per-host setup, boot (seconds)."""
         st = self._require_state()
         info = self.host(host)
         self._stop_host(info)
@@ -657,7 +662,8 @@ class Lab:
 
     def _close_masters(self, info: HostInfo) -> None:
         # A ControlMaster to a host that went away would hang the next command for ~30 s.
-        for cp in (f"{self.dir}/cp/%C", "/tmp/.opsrunner-cp/%C"):
+        # The second path is ansible.cfg's control_path_dir.
+        for cp in (f"{self.dir}/cp/%C", "/tmp/.opsrunner-cp/%C"):  # noqa: S108
             subprocess.run(
                 ["ssh", "-o", f"ControlPath={cp}", "-O", "exit", f"root@{info.address}"],
                 capture_output=True,
@@ -712,14 +718,15 @@ class Lab:
 
     # -- down ------------------------------------------------------------
     def down(self, *, force: bool = False) -> list[str]:
-        """Tear down everything the lab created; with ``force`` also sweep by naming pattern. Returns what was removed."""
+        """Tear down what the lab made (``force``: also sweep by naming); returns what went."""
         removed: list[str] = []
         st = self.state()
         if st is None and not force:
             leftovers = net.lab_links(self.name) + net.lab_netns(self.name)
             if leftovers:
                 raise LabError(
-                    f"lab {self.name!r} has no state but leftovers ({', '.join(leftovers)}): use --force"
+                    f"lab {self.name!r} has no state but leftovers "
+                    f"({', '.join(leftovers)}): use --force"
                 )
             return removed
         octet = st.octet if st else None
@@ -744,7 +751,7 @@ class Lab:
         return removed
 
     def _sweep(self) -> list[str]:
-        """Remove what a killed run left: supervisors, nspawns, mounts, netns, veths by the lab's naming pattern."""
+        """Remove a killed run's supervisors, nspawns, mounts, netns and veths by naming pattern."""
         removed: list[str] = []
         for pid, cmdline in _processes():
             if (
@@ -796,7 +803,8 @@ def _check_specs(specs: list[HostSpec]) -> None:
     for s in specs:
         if not net.NAME_RE.match(s.name.replace("_", "a")) or len(s.name) > 20:
             raise LabError(
-                f"invalid host name {s.name!r}: lowercase letters, digits, '_' ; starts with a letter"
+                f"invalid host name {s.name!r}: lowercase letters, digits, '_'; "
+                "starts with a letter"
             )
         if s.name in seen:
             raise LabError(f"duplicate host name {s.name!r}")
@@ -820,7 +828,7 @@ def _entry_digest(path: Path) -> str:
                 h.update(chunk)
         return f"{meta} {h.hexdigest()}"
     if stat.S_ISLNK(st.st_mode):
-        return f"{meta} -> {os.readlink(path)}"
+        return f"{meta} -> {path.readlink()}"
     if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
         return "deleted"  # overlayfs whiteout: the file was removed from the image
     if stat.S_ISDIR(st.st_mode):

@@ -1,4 +1,4 @@
-"""The lab's root filesystem: built once with mmdebstrap, cached by package-list hash, unpacked once.
+"""The lab's root filesystem: built once with mmdebstrap, cached by package-list hash.
 
 The package list below is the ONE place that decides what a lab host holds. Role
 engineers ask for additions (``/work/brief/lab-package-requests.txt`` or the lab
@@ -16,7 +16,6 @@ Cache layout under :func:`opsrunner.paths.cache_dir` (``/var/cache/opsrunner``):
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -112,7 +111,8 @@ root="$1"
 rm -f "$root/etc/resolv.conf"; : > "$root/etc/resolv.conf"
 rm -f "$root/etc/apt/sources.list"; rm -f "$root"/etc/apt/sources.list.d/*
 mkdir -p "$root/etc/ssh/sshd_config.d"
-printf 'UseDNS no\nPermitRootLogin prohibit-password\n' > "$root/etc/ssh/sshd_config.d/opsrunner-lab.conf"
+printf 'UseDNS no\nPermitRootLogin prohibit-password\n' \
+  > "$root/etc/ssh/sshd_config.d/opsrunner-lab.conf"
 # boot_id is the VM's inside a container: a unit writes a fresh id per boot.
 cat > "$root/etc/systemd/system/opsrunner-boot-marker.service" <<'EOF'
 [Unit]
@@ -192,7 +192,7 @@ def _build(img: Image, log: bool) -> None:
                 p.unlink()
         shutil.rmtree(img.debs, ignore_errors=True)
         debs_tmp.rename(img.debs)
-        os.replace(out, img.tarball)
+        out.replace(img.tarball)
 
 
 def _unpack(img: Image) -> None:

@@ -1,4 +1,4 @@
-"""Lab naming, subnets and the bridge/netns/veth plumbing (``ip`` commands only, never routing or NAT)."""
+"""Lab naming, subnets and bridge/netns/veth plumbing (``ip`` only; never routing or NAT)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def host_address(octet: int, index: int) -> str:
 
 
 def preferred_octet(lab: str) -> int:
-    """A stable third octet derived from the name (20..249); collisions move to the next free one."""
+    """A stable third octet from the name (20..249); a collision moves to the next free one."""
     return 20 + int(hashlib.sha256(lab.encode()).hexdigest(), 16) % 230
 
 
@@ -109,7 +109,7 @@ def ensure_bridge(lab: str, octet: int) -> None:
 
 
 def ensure_host_net(lab: str, host: str, index: int, octet: int) -> None:
-    """Netns, veth into the bridge, fixed MAC, static address, loopback; deliberately no default route."""
+    """Netns, veth into the bridge, fixed MAC, static address, lo; deliberately no default route."""
     ns = netns_name(lab, host)
     veth = veth_name(lab, index)
     if not netns_exists(ns):
@@ -129,7 +129,7 @@ def ensure_host_net(lab: str, host: str, index: int, octet: int) -> None:
 
 
 def remove_host_net(lab: str, host: str, index: int, octet: int | None) -> None:
-    """Delete the veth pair, the netns and the neighbour entry of one host (missing parts are fine)."""
+    """Delete one host's veth pair, netns and neighbour entry (missing parts are fine)."""
     veth = veth_name(lab, index)
     if link_exists(veth):
         ip("link", "del", veth, check=False)

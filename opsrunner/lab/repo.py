@@ -135,7 +135,7 @@ class Repo:
 
     # -- building --------------------------------------------------------
     def build(self) -> None:
-        """Create the web root, link the image's .debs, publish the demo packages, index every suite."""
+        """Create the web root, link the image's .debs, publish the demo packages, index suites."""
         pool = self.debian / "pool"
         pool.mkdir(parents=True, exist_ok=True)
         base = pool / "base"
@@ -150,7 +150,7 @@ class Repo:
             self.index(suite)
 
     def _base_packages(self) -> str:
-        """The image's Packages index, computed once per image key (scanning ~200 .debs takes seconds)."""
+        """The image's Packages index, computed once per image key (a scan takes seconds)."""
         cached = self.image.debs.with_name(self.image.debs.name + ".Packages")
         with FileLock(str(cached) + ".lock"):
             if not cached.is_file():
@@ -195,7 +195,7 @@ class Repo:
         depends: str = "",
         files: dict[str, str] | None = None,
     ) -> Path:
-        """Build a dummy package version into ``suite`` and re-index it; hosts then need ``apt-get update``."""
+        """Build a dummy package version into ``suite`` and re-index (hosts: ``apt-get update``)."""
         if suite not in SUITES:
             raise LabError(f"unknown suite {suite!r}: one of {', '.join(SUITES)}")
         deb = build_deb(name, version, self.debian / "pool" / suite, depends=depends, files=files)
@@ -233,7 +233,8 @@ class Repo:
                 s.bind((self.address, self.port))
             except OSError as exc:
                 raise LabError(
-                    f"cannot serve the lab repository on {self.address}:{self.port}: {exc.strerror} "
+                    f"cannot serve the lab repository on {self.address}:{self.port}: "
+                    f"{exc.strerror} "
                     "(port or address already in use; another process or a stale lab? "
                     "`opsrunner lab down --force --name <lab>`)"
                 ) from exc
@@ -285,7 +286,7 @@ def stop_server(pid: int | None) -> None:
 
 
 def is_our_process(pid: int, marker: str) -> bool:
-    """Whether ``pid`` is alive and its command line contains ``marker`` (guards against pid reuse)."""
+    """Whether ``pid`` runs and its command line contains ``marker`` (guards against pid reuse)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:

@@ -1,4 +1,4 @@
-"""Per-host supervisor: runs systemd-nspawn in its own cgroup and starts it again after a reboot (exit 133).
+"""Per-host supervisor: systemd-nspawn in its own cgroup, started again after a reboot (133).
 
 Started detached by :class:`opsrunner.lab.core.Lab` as
 ``python -m opsrunner.lab.supervisor <host-dir>``; ``<host-dir>/nspawn.json`` holds
@@ -24,7 +24,7 @@ REBOOT_STATUS = 133
 
 
 def remove_cgroup_tree(path: Path) -> None:
-    """Remove a cgroup directory and its children depth-first (rmdir only; cgroupfs has no files to delete)."""
+    """Remove a cgroup directory and its children depth-first (rmdir only, as cgroupfs wants)."""
     if not path.is_dir():
         return
     for child in sorted(

@@ -37,7 +37,8 @@ CHANGE_AND_READ_BACK = textwrap.dedent("""\
           changed_when: true
         - name: Read back
           ansible.builtin.shell: |
-            cat /etc/opsrunner-lab-test; getent passwd labtest | cut -d: -f1; nft list chain inet labtest input
+            cat /etc/opsrunner-lab-test; getent passwd labtest | cut -d: -f1
+            nft list chain inet labtest input
           register: readback
           changed_when: false
         - name: Report what was read

@@ -11,7 +11,9 @@ from opsrunner.paths import project_root
 
 ROOT = project_root()
 SCENARIOS = sorted(
-    p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml") if not p.parent.name.startswith("_")
+    p.parent.name
+    for p in (ROOT / "molecule").glob("*/molecule.yml")
+    if not p.parent.name.startswith("_")
 )
 
 
@@ -31,9 +33,16 @@ def test_molecule_scenario(scenario: str) -> None:
     }
     proc = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "molecule"), "test", "-s", scenario],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"molecule test -s {scenario} failed:\n{out[-8000:]}"
     for action in ("create", "check", "converge", "idempotence", "verify", "destroy"):
-        assert f"{action}: Executed: Successful" in out, f"{action} did not run successfully:\n{out[-4000:]}"
+        assert f"{action}: Executed: Successful" in out, (
+            f"{action} did not run successfully:\n{out[-4000:]}"
+        )

@@ -118,6 +118,10 @@ class RichReporter:
 
     def finish(self, run: RunRecord) -> None:
         """Stop the bar."""
+        if self.task is not None:
+            # Controls never reported were recorded at the end (notchecked/unknown): all done.
+            total = self.progress.tasks[0].total
+            self.progress.update(self.task, completed=total or 0)
         self.progress.stop()
         colour = "green" if run.status == "successful" else "red"
         self.console.print(

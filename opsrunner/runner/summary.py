@@ -27,10 +27,12 @@ def run_scores(
     """Score one run's results as of its end (a re-render gives the same figures)."""
     as_of = run.ended_at or run.started_at
     groups = {h.host: list(h.groups) for h in hosts}
-    wanted = list(run.controls) if run.controls else None
-    if run.mode == "operate":
-        wanted = sorted({r.control_id for r in results})
-    return score(policy, results, groups, as_of, model=model, controls=wanted)
+    # A run answers for the controls it covered (its results, unknown and notchecked included)
+    # plus the manual ones, met by attestations as of its end; operate jobs only for their own.
+    covered = set(run.controls) | {r.control_id for r in results}
+    if run.mode != "operate":
+        covered |= {c.id for c in policy.controls if c.kind == "manual"}
+    return score(policy, results, groups, as_of, model=model, controls=sorted(covered))
 
 
 def _cell(figures: ScoreSet, view: str, kind: str) -> str:
@@ -97,9 +99,21 @@ def render_summary(
         i
         for i in scores.items
         if i.effective not in ("pass", "waived", "notapplicable", "notchecked")
+        and i.kind == "automated"
     ]
+    manual = [
+        i for i in scores.items if i.kind == "manual" and i.effective not in ("pass", "waived")
+    ]
+    if manual:
+        reasons: dict[str, int] = {}
+        for item in manual:
+            # "attestation expired 2026-…" and the like: count by cause, not by date.
+            key = item.reason.split(" 20")[0] or item.effective
+            reasons[key] = reasons.get(key, 0) + 1
+        detail = ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
+        console.print(f"Manual controls not met: {len(manual)} ({detail})", highlight=False)
     if failing:
-        table = Table(title="Not passing (effective)", title_justify="left")
+        table = Table(title="Automated controls not passing (effective)", title_justify="left")
         for header in ("host", "control", "severity", "status", "reason"):
             table.add_column(header)
         for item in sorted(failing, key=lambda i: (i.target, i.control_id)):

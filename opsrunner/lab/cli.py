@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -42,21 +43,32 @@ def _parse_host(text: str) -> HostSpec:
 
 
 def _load_spec(path: Path) -> list[HostSpec]:
-    """A YAML/JSON spec: a list of {name, groups} or {hosts: [...]}, errors name file and field."""
+    """A YAML/JSON list of {name, groups} (or {hosts: [...]}); errors name file, line, field."""
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
     except (OSError, yaml.YAMLError) as exc:
         raise LabError(f"{path}: cannot read host spec: {exc}") from exc
-    if isinstance(data, dict):
+    items = root
+    if isinstance(data, dict) and isinstance(root, yaml.MappingNode):
         data = data.get("hosts")
-    if not isinstance(data, list):
+        items = next((v for k, v in root.value if k.value == "hosts"), None)
+    if not isinstance(data, list) or not isinstance(items, yaml.SequenceNode):
         raise LabError(f"{path}: expected a list of hosts or a mapping with 'hosts:'")
     specs = []
-    for i, item in enumerate(data):
+    for i, (item, node) in enumerate(zip(data, items.value, strict=True)):
         try:
             specs.append(HostSpec.model_validate(item))
-        except ValueError as exc:
-            raise LabError(f"{path}: hosts[{i}]: {exc}") from exc
+        except ValidationError as exc:
+            line = node.start_mark.line + 1
+            problems = "; ".join(
+                f"{path}:{line}: hosts[{i}]"
+                + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in err["loc"])
+                + f": {err['msg']}"
+                for err in exc.errors()
+            )
+            raise LabError(problems) from exc
     return specs
 
 

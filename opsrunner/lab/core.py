@@ -286,6 +286,7 @@ class Lab:
 
     def host(self, name: str) -> HostInfo:
         """One host's record, with a clear error for an unknown name."""
+        self._require_state()
         hosts = self.hosts
         if name not in hosts:
             raise LabError(
@@ -362,6 +363,9 @@ class Lab:
         for info in infos:
             net.ensure_host_net(self.name, info.name, info.index, st.octet)
             if not self.is_running(info.name):
+                # A supervisor killed with the run may have left nspawn or container
+                # processes behind in the host's cgroups: clear them before booting again.
+                self._stop_host(info)
                 self._start_host(info, st, repo)
         self._write_inventory(st)
         if wait:
@@ -609,9 +613,15 @@ class Lab:
         return len(f.read_text().splitlines()) if f.is_file() else 0
 
     def snapshot(self, host: str, exclude: tuple[str, ...] = ()) -> Snapshot:
-        """Digest the host's persistent state (overlay upper dir) minus volatile paths."""
+        """Digest the host's persistent state: what its overlay upper dir changes from the image.
+
+        Volatile paths (:data:`VOLATILE` plus ``exclude``) are left out, and so is what overlayfs
+        copied up unchanged (a directory that only holds a volatile path, a file rewritten with
+        the same content, mode and owner).
+        """
         self.host(host)
         upper = self._hdir(host) / "upper"
+        lower = self.image.rootfs
         skip = tuple(p.strip("/") for p in (*VOLATILE, *exclude))
         entries: dict[str, str] = {}
         for dirpath, dirnames, filenames in os.walk(upper):
@@ -622,7 +632,12 @@ class Lab:
                 rel = f"{rel_dir}/{name}".lstrip("/")
                 if _skipped(rel, skip):
                     continue
-                entries[rel] = _entry_digest(upper / rel)
+                digest = _entry_digest(upper / rel)
+                if digest != "deleted" and os.path.lexists(lower / rel):
+                    with contextlib.suppress(OSError):
+                        if _entry_digest(lower / rel) == digest:
+                            continue
+                entries[rel] = digest
         return Snapshot(host=host, entries=entries)
 
     # -- reset / stop ----------------------------------------------------

@@ -142,6 +142,7 @@ def _run(
     state_dir: str | None,
     forks: int | None,
     task_timeout: int | None,
+    batch_size: int | None,
     run_timeout: int | None,
     tags: str | None,
     plain: bool,
@@ -161,6 +162,7 @@ def _run(
         forks=forks,
         task_timeout=task_timeout,
         run_timeout=run_timeout,
+        batch_size=batch_size,
     )
     reporter = PlainReporter() if plain else for_terminal()
     with _store(settings) as opened:
@@ -199,6 +201,7 @@ TaskTimeoutOpt = typer.Option(None, "--task-timeout", help="Seconds one task may
 RunTimeoutOpt = typer.Option(
     None, "--run-timeout", help="Seconds the whole run may take (0: none)."
 )
+BatchOpt = typer.Option(None, "--batch-size", help="Results per store transaction.")
 TagsOpt = typer.Option(None, "--tags", help="Ansible tags to run (e.g. fw-001).")
 PlainOpt = typer.Option(False, "--plain", help="Plain progress lines even on a terminal.")
 SummaryOpt = typer.Option(
@@ -218,6 +221,7 @@ def _audit_like(mode: str) -> Any:
         state_dir: str | None = StateOpt,
         forks: int | None = ForksOpt,
         task_timeout: int | None = TaskTimeoutOpt,
+        batch_size: int | None = BatchOpt,
         run_timeout: int | None = RunTimeoutOpt,
         tags: str | None = TagsOpt,
         plain: bool = PlainOpt,
@@ -236,6 +240,7 @@ def _audit_like(mode: str) -> Any:
             state_dir=state_dir,
             forks=forks,
             task_timeout=task_timeout,
+            batch_size=batch_size,
             run_timeout=run_timeout,
             tags=tags,
             plain=plain,
@@ -262,6 +267,7 @@ def operate(
     state_dir: str | None = StateOpt,
     forks: int | None = ForksOpt,
     task_timeout: int | None = TaskTimeoutOpt,
+    batch_size: int | None = BatchOpt,
     run_timeout: int | None = RunTimeoutOpt,
     plain: bool = PlainOpt,
     summary: bool = typer.Option(
@@ -283,6 +289,7 @@ def operate(
         state_dir=state_dir,
         forks=forks,
         task_timeout=task_timeout,
+        batch_size=batch_size,
         run_timeout=run_timeout,
         tags=None,
         plain=plain,
@@ -600,6 +607,9 @@ def daemon(
     scrape_interval: int | None = typer.Option(
         None, "--scrape-interval", help="Seconds between scrapes."
     ),
+    scrape_timeout: float | None = typer.Option(
+        None, "--scrape-timeout", help="Seconds one scrape may take."
+    ),
     inventory: str | None = InventoryOpt,
     store: str | None = StoreOpt,
     config_file: str | None = ConfigOpt,
@@ -623,6 +633,7 @@ def daemon(
         policy=policy,
         state_dir=state_dir,
         scrape_interval=scrape_interval,
+        scrape_timeout=scrape_timeout,
     )
     inv = config.inventory(settings)
     try:
@@ -661,8 +672,10 @@ def store_info(
 
 @store_app.command("prune")
 def store_prune(
-    older_than: str = typer.Option(
-        ..., "--older-than", help="Age, e.g. 400d, 12w: runs and samples older than this."
+    older_than: str | None = typer.Option(
+        None,
+        "--older-than",
+        help="Age, e.g. 400d, 12w: runs and samples older than this (default: retention_days).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count, delete nothing."),
     store: str | None = StoreOpt,
@@ -672,8 +685,8 @@ def store_prune(
     """Delete old runs and samples; runs holding a control's newest evidence are kept."""
     from opsrunner.runner import evidence
 
-    age = parse_duration(older_than)
     settings = _settings(config_file, store=store, state_dir=state_dir)
+    age = parse_duration(older_than) if older_than else dt.timedelta(days=settings.retention_days)
     cutoff = dt.datetime.now(dt.UTC) - age
     with _store(settings) as opened:
         counts = opened.prune(cutoff, dry_run=dry_run)

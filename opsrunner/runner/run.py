@@ -434,3 +434,29 @@ def import_artifacts(store: Store, private_dir: Path, state_dir: Path | None = N
         rc,
         reason,
     )
+
+
+def recover_stale(
+    store: Store, run_timeout: int, now: dt.datetime | None = None
+) -> list[RunRecord]:
+    """Finish runs left `running` by a crashed controller, from their artifacts.
+
+    Only runs older than the run timeout (plus a minute) are touched: ansible-runner would have
+    stopped them by then, so none of them can still be alive. Runs whose artifacts are not on
+    this controller are left for the controller that has them.
+    """
+    if run_timeout <= 0:
+        return []
+    moment = now or _now()
+    limit = dt.timedelta(seconds=run_timeout + 60)
+    done = []
+    for record in store.running():
+        private = Path(record.artifact_dir).parents[1] if record.artifact_dir else None
+        if (
+            moment - record.started_at < limit
+            or private is None
+            or not (private / RUN_META).is_file()
+        ):
+            continue
+        done.append(import_artifacts(store, private))
+    return done

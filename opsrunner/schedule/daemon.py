@@ -145,6 +145,10 @@ class Daemon:
 
     def serve(self, stop: threading.Event, *, once: bool = False) -> None:
         """The loop: due jobs first (catching up once), then scrapes and jobs as they fall due."""
+        from opsrunner.runner.run import recover_stale
+
+        for record in recover_stale(self.store, self.settings.run_timeout, self.clock()):
+            log.info("recovered %s from its artifacts: %s", record.ident, record.status)
         interval = float(self.settings.scrape_interval)
         next_scrape = time.monotonic()
         while not stop.is_set():

@@ -292,9 +292,7 @@ def evaluate(
     return items
 
 
-def _manual(
-    policy: PolicyLike, control: _Control, now: dt.datetime, common: Item
-) -> Item:
+def _manual(policy: PolicyLike, control: _Control, now: dt.datetime, common: Item) -> Item:
     records = sorted(
         (a for a in policy.attestations if a.control == control.id and a.attested_at <= now),
         key=lambda a: a.attested_at,

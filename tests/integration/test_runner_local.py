@@ -8,6 +8,8 @@ this machine: the tasks only run `true`, `false`, `sleep` and write files under 
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import os
 import shutil
 import signal
@@ -22,7 +24,7 @@ import pytest
 from opsrunner.config import Settings
 from opsrunner.runner import evidence
 from opsrunner.runner.progress import NullReporter
-from opsrunner.runner.run import RunError, import_artifacts, lock_name, run
+from opsrunner.runner.run import RunError, import_artifacts, lock_name, recover_stale, run
 from opsrunner.store import ResultRecord, RunRecord, Store
 
 pytestmark = [pytest.mark.slow]
@@ -343,6 +345,17 @@ def test_cancel_timeout_and_kill_are_recorded_never_compliant(project: dict[str,
         assert _by_key(fresh, recovered)[("h1", "RTX-005")].status == "unknown"
     finally:
         fresh.close()
+    # The daemon does the same on start for runs stuck in "running" past the run timeout.
+    stuck = Store.open(None, project["tmp"] / "stuck")
+    try:
+        stuck.begin_run(
+            dataclasses.replace(killed, id=None, status="running", ended_at=None, reason="")
+        )
+        assert recover_stale(stuck, 300, killed.started_at + dt.timedelta(seconds=30)) == []
+        (fixed,) = recover_stale(stuck, 300, killed.started_at + dt.timedelta(hours=1))
+        assert fixed.status == "interrupted" and stuck.running() == []
+    finally:
+        stuck.close()
 
 
 def test_overlapping_run_is_recorded_as_skipped(project: dict[str, Any]) -> None:
@@ -372,8 +385,6 @@ def test_operate_job_is_recorded_like_any_run(project: dict[str, Any]) -> None:
 
 
 def test_daemon_runs_a_due_job_and_skips_an_overlapping_one(project: dict[str, Any]) -> None:
-    import datetime as dt
-
     from opsrunner.schedule import Daemon, Job
 
     store: Store = project["store"]

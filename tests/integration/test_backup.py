@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from typing import Any
 
@@ -45,11 +44,6 @@ def _run(lab: Lab, playbook: str, password: str, *, check: bool = False,
     return res
 
 
-def _changed_per_host(res: Results) -> dict[str, int]:
-    found = re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", res.stdout, re.M)
-    return {m.group(1): int(m.group(2)) for m in found}
-
-
 def _failing(res: Results, host: str) -> dict[str, str]:
     return {cid: st for cid, st in controls(res, host).items() if st != "pass"}
 
@@ -62,6 +56,7 @@ def _assert_no_secret(password: str, *runs: Results) -> None:
 
 @pytest.mark.lab
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a dozen playbook runs; on a shared, loaded VM they can take long
 def test_backup_role_operate_drill_and_mutations(lab: Lab) -> None:
     password = "bak-" + secrets.token_urlsafe(18)
     reset_hosts(lab, "host1", "host2", "host3")
@@ -74,21 +69,12 @@ def test_backup_role_operate_drill_and_mutations(lab: Lab) -> None:
                           " c.execute('insert into t values (42)'); c.commit()\"")
         _sh(lab, "host2", "mkdir -p /srv/www && echo '<h1>opsrunner</h1>' > /srv/www/index.html")
 
-        # Audit of fresh hosts: nothing set up, the audit changes nothing; host3 is the target.
-        before = snapshots(lab)
-        audit0 = _run(lab, PLAYBOOK, "", check=True)
-        assert snapshots(lab) == before
-        for h in CLIENTS:
-            assert controls(audit0, h)["BAK-001"] == "fail", audit0
-        assert set(controls(audit0, "host3").values()) == {"notapplicable"}, audit0
-
-        # Enforce, then again: nothing left to change.
+        # Enforce: repositories, password file, SSH route (idempotence: molecule/backup).
         runs.append(_run(lab, PLAYBOOK, password))
         for h in CLIENTS:
             got = controls(runs[-1], h)
             assert got["BAK-001"] == "pass" and got["BAK-002"] == "pass", runs[-1]
-        runs.append(_run(lab, PLAYBOOK, password))
-        assert _changed_per_host(runs[-1]) == {"host1": 0, "host2": 0, "host3": 0}, runs[-1]
+        assert set(controls(runs[-1], "host3").values()) == {"notapplicable"}, runs[-1]
 
         # Full vs incremental: the first scheduled run is full (no full yet), the next
         # incremental (parent used, unchanged files skipped), and a forced full re-reads

@@ -205,6 +205,11 @@ class Collector:
             task=entry.task,
         )
 
+    @property
+    def dirty_count(self) -> int:
+        """Results changed since the last `pop_dirty()`."""
+        return len(self._dirty)
+
     def pop_dirty(self) -> list[ResultRecord]:
         """Results changed since the last call (what the next store batch writes)."""
         keys, self._dirty = sorted(self._dirty), set()

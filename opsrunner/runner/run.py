@@ -92,31 +92,34 @@ class _Streamer:
     """The event handler: feeds the collector, writes batches, drives the reporter."""
 
     def __init__(
-        self, store: Store, run_id: int, collector: Collector, reporter: Reporter, batch: int
+        self,
+        store: Store,
+        run_id: int,
+        collector: Collector,
+        reporter: Reporter,
+        batch: int,
+        max_wait: float = 1.0,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.collector = collector
         self.reporter = reporter
         self.batch = batch
-        self.pending = 0
+        self.max_wait = max_wait
         self.last_flush = time.monotonic()
         self.unreachable_told: set[str] = set()
 
     def __call__(self, event: dict[str, Any]) -> bool:
-        before = len(self.collector.entries)
         self.collector.feed(event)
         if event.get("event") == "runner_on_unreachable":
             host = str((event.get("event_data") or {}).get("host") or "")
             if host and host not in self.unreachable_told:
                 self.unreachable_told.add(host)
                 self.reporter.unreachable(host, self.collector.hosts[host].reason)
-        self.pending += (
-            len(self.collector.entries)
-            - before
-            + (1 if event.get("event") == "runner_on_ok" else 0)
-        )
-        if self.pending >= self.batch or time.monotonic() - self.last_flush > 1.0:
+        # A batch is full, or results have waited max_wait seconds.
+        waiting = self.collector.dirty_count
+        waited = time.monotonic() - self.last_flush
+        if waiting >= self.batch or (waiting and waited > self.max_wait):
             self.flush()
         # True keeps the event in ansible-runner's artifacts: the recovery path.
         return True
@@ -128,7 +131,6 @@ class _Streamer:
             done = len(self.collector.entries)
             for result in results:
                 self.reporter.result(result, done)
-        self.pending = 0
         self.last_flush = time.monotonic()
 
 

@@ -136,3 +136,24 @@ def test_evidence_is_trimmed_with_a_hash_of_the_whole() -> None:
     (r,) = c.results()
     assert r.evidence_truncated and len(r.evidence) == evidence.TRIM
     assert len(r.evidence_sha256) == 64
+
+
+def test_results_reach_the_store_in_batches() -> None:
+    from opsrunner.runner.progress import NullReporter
+    from opsrunner.runner.run import _Streamer
+
+    class _Store:
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+
+        def add_results(self, run_id: int, results: list[Any]) -> int:
+            self.batches.append([r.control_id for r in results])
+            return len(results)
+
+    store = _Store()
+    # No time-based flush here: only the batch size decides.
+    streamer = _Streamer(store, 1, Collector(), NullReporter(), batch=2, max_wait=1e9)  # type: ignore[arg-type]
+    for n in range(1, 6):
+        streamer(_ok(n, "h1", f"FW-00{n} | a", id=f"FW-00{n}", status="pass"))
+    streamer.flush()
+    assert store.batches == [["FW-001", "FW-002"], ["FW-003", "FW-004"], ["FW-005"]]

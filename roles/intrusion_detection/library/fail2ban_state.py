@@ -14,21 +14,51 @@ module: fail2ban_state
 short_description: Live state of a fail2ban jail and the addresses its nftables action blocks
 description:
   - Asks the running fail2ban server over its socket (the same protocol as fail2ban-client)
-    for the jail's thresholds, actions, ignore list and banned addresses, and lists the
-    elements of the jail's nftables set (C(inet f2b-table addr-set-<jail>)).
+    for the jail's thresholds, actions, ignore list and banned addresses, and lists the elements
+    of the jail's nftables set (C(inet f2b-table addr-set-<jail>)).
   - Read-only; answers in check mode too.
 options:
-  jail: {description: Jail name., type: str, default: sshd}
-  socket: {description: fail2ban's control socket., type: path, default: /run/fail2ban/fail2ban.sock}
-  nft_table: {description: nftables table of the fail2ban nftables actions (family inet)., type: str, default: f2b-table}
+  jail:
+    description: Jail name.
+    type: str
+    default: sshd
+  socket:
+    description: fail2ban's control socket.
+    type: path
+    default: /run/fail2ban/fail2ban.sock
+  nft_table:
+    description: nftables table of the fail2ban nftables actions (family inet).
+    type: str
+    default: f2b-table
 """
 
 RETURN = r"""
-running: {description: The server answered ping., type: bool, returned: always}
-jails: {description: Jails the server runs., type: list, returned: always}
-jail: {description: maxretry, findtime, bantime, actions, ignoreip, banned, journalmatch of the jail (empty if absent)., type: dict, returned: always}
-nft_banned: {description: Addresses in the jail's nftables set., type: list, returned: always}
-error: {description: Why the state could not be read (empty when it could)., type: str, returned: always}
+running:
+  description: The server answered ping.
+  type: bool
+  returned: always
+jails:
+  description: Jails the server runs.
+  type: list
+  returned: always
+jail:
+  description: maxretry
+  findtime: null
+  bantime: null
+  actions: null
+  ignoreip: null
+  banned: null
+  journalmatch of the jail (empty if absent).: null
+  type: dict
+  returned: always
+nft_banned:
+  description: Addresses in the jail's nftables set.
+  type: list
+  returned: always
+error:
+  description: Why the state could not be read (empty when it could).
+  type: str
+  returned: always
 """
 
 
@@ -66,13 +96,21 @@ def main() -> None:
         supports_check_mode=True,
     )
     jail, sock = module.params["jail"], module.params["socket"]
-    result: dict[str, Any] = {"changed": False, "running": False, "jails": [], "jail": {}, "nft_banned": [],
-                              "error": ""}
+    result: dict[str, Any] = {
+        "changed": False,
+        "running": False,
+        "jails": [],
+        "jail": {},
+        "nft_banned": [],
+        "error": "",
+    }
     result["nft_banned"] = _nft_set(module, module.params["nft_table"], jail)
     try:
         result["running"] = _ask(sock, "ping") == "pong"
         status = dict(_ask(sock, "status"))
-        result["jails"] = [j.strip() for j in str(status.get("Jail list", "")).split(",") if j.strip()]
+        result["jails"] = [
+            j.strip() for j in str(status.get("Jail list", "")).split(",") if j.strip()
+        ]
         if jail in result["jails"]:
             state: dict[str, Any] = {}
             for key in ("maxretry", "findtime", "bantime"):
@@ -84,7 +122,7 @@ def main() -> None:
             result["jail"] = state
     except ImportError:
         result["error"] = "fail2ban is not installed (python module fail2ban missing)"
-    except Exception as exc:  # noqa: BLE001 - any socket or protocol failure is reported, not raised
+    except Exception as exc:
         result["error"] = f"fail2ban server not answering on {sock}: {exc}"
     module.exit_json(**result)
 

@@ -5,10 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 # Keywords that sshd -T prints once per value.
-_MULTI = frozenset(("allowgroups", "allowusers", "denygroups", "denyusers", "hostkey", "listenaddress",
-                    "port", "acceptenv", "setenv", "include", "subsystem"))
+_MULTI = frozenset(
+    (
+        "allowgroups",
+        "allowusers",
+        "denygroups",
+        "denyusers",
+        "hostkey",
+        "listenaddress",
+        "port",
+        "acceptenv",
+        "setenv",
+        "include",
+        "subsystem",
+    )
+)
 # Algorithm lists: the host may offer only what the policy allows.
-_ALGORITHMS = frozenset(("ciphers", "macs", "kexalgorithms", "hostkeyalgorithms", "pubkeyacceptedalgorithms"))
+_ALGORITHMS = frozenset(
+    ("ciphers", "macs", "kexalgorithms", "hostkeyalgorithms", "pubkeyacceptedalgorithms")
+)
 # sshd -T prints the legacy spelling of prohibit-password.
 _ALIASES = {"without-password": "prohibit-password"}
 
@@ -54,8 +69,10 @@ def sshd_mismatches(effective: dict[str, Any], want: dict[str, Any]) -> list[str
             if wanted_set != have_set:
                 extra = sorted(have_set - wanted_set)
                 missing = sorted(wanted_set - have_set)
-                problems.append(f"{keyword} is {' '.join(sorted(have_set)) or 'unset (anyone may log in)'}; "
-                                f"extra: {' '.join(extra) or '-'}; missing: {' '.join(missing) or '-'}")
+                problems.append(
+                    f"{keyword} is {' '.join(sorted(have_set)) or 'unset (anyone may log in)'}; "
+                    f"extra: {' '.join(extra) or '-'}; missing: {' '.join(missing) or '-'}"
+                )
         elif _norm(have) != _norm(wanted):
             problems.append(f"{keyword} is {have}, policy wants {_norm(wanted)}")
     return problems
@@ -69,8 +86,9 @@ def sshd_line(keyword: str, value: Any) -> str:
     return f"{keyword} {_norm(value) if isinstance(value, bool) else value}"
 
 
-def ssh_allow_groups(roster: dict[str, Any], host_groups: list[str], management: list[str],
-                     extra: list[str]) -> list[str]:
+def ssh_allow_groups(
+    roster: dict[str, Any], host_groups: list[str], management: list[str], extra: list[str]
+) -> list[str]:
     """Groups allowed to log in: management, the policy's extra groups, the groups of every
     job role with ssh: true, and the personal group (Debian's user private group) of each
     active or transferred person of such a role who has an account on this host."""
@@ -81,8 +99,11 @@ def ssh_allow_groups(roster: dict[str, Any], host_groups: list[str], management:
         allowed.update((role_map[name] or {}).get("groups") or [])
     here = set(host_groups) | {"all"}
     for person in roster.get("people") or []:
-        if (person.get("status") in ("active", "transferred") and person.get("role") in ssh_roles
-                and here & set(person.get("hosts") or [])):
+        if (
+            person.get("status") in ("active", "transferred")
+            and person.get("role") in ssh_roles
+            and here & set(person.get("hosts") or [])
+        ):
             allowed.add(str(person["user"]))
     return sorted(allowed)
 
@@ -91,5 +112,9 @@ class FilterModule:
     """secure_transport's sshd filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"sshd_effective": sshd_effective, "sshd_mismatches": sshd_mismatches, "sshd_line": sshd_line,
-                "ssh_allow_groups": ssh_allow_groups}
+        return {
+            "sshd_effective": sshd_effective,
+            "sshd_mismatches": sshd_mismatches,
+            "sshd_line": sshd_line,
+            "ssh_allow_groups": ssh_allow_groups,
+        }

@@ -1,8 +1,10 @@
 #!/usr/bin/python
-"""Tell for each path whether it lies on encrypted storage (dm-crypt or an encrypting filesystem)."""
+"""Tell for each path whether it lies on encrypted storage (dm-crypt or encrypting fs)."""
 
 from __future__ import annotations
 
+# Ansible modules keep Ansible's os.path idiom, as plugins/** does (pyproject ignores PTH there).
+# ruff: noqa: PTH110, PTH112, PTH123, PTH208
 import os
 from typing import Any
 
@@ -13,19 +15,33 @@ DOCUMENTATION = r"""
 module: storage_encryption
 short_description: Report whether paths lie on encrypted storage
 description:
-  - For each path, finds the mount that holds it (C(/proc/self/mountinfo)), then follows
-    the mount's block device through C(/sys/dev/block) and its slaves looking for a
-    dm-crypt mapping (device-mapper uuid C(CRYPT-...)); encrypting filesystems
-    (ecryptfs, gocryptfs, encfs, cryfs) count as encrypted too.
-  - C(encrypted) is true, false, or null when the storage cannot show it (no block
-    device behind the mount, e.g. overlay or tmpfs in a container); C(reason) says why.
+  - For each path, finds the mount that holds it (C(/proc/self/mountinfo)), then follows the
+    mount's block device through C(/sys/dev/block) and its slaves looking for a dm-crypt mapping
+    (device-mapper uuid C(CRYPT-...)); encrypting filesystems (ecryptfs, gocryptfs, encfs, cryfs)
+    count as encrypted too.
+  - C(encrypted) is true, false, or null when the storage cannot show it (no block device behind
+    the mount, e.g. overlay or tmpfs in a container); C(reason) says why.
   - Read-only, also in check mode.
 options:
-  paths: {description: Paths to examine., type: list, elements: str, required: true}
+  paths:
+    description: Paths to examine.
+    type: list
+    elements: str
+    required: true
 """
 
 RETURN = r"""
-paths: {description: One entry per path (path, exists, mount, fstype, source, device, encrypted, reason)., type: list, returned: always}
+paths:
+  description: One entry per path (path
+  exists: null
+  mount: null
+  fstype: null
+  source: null
+  device: null
+  encrypted: null
+  reason).: null
+  type: list
+  returned: always
 """
 
 _ENCRYPTING_FS = ("ecryptfs", "fuse.gocryptfs", "fuse.encfs", "fuse.cryfs")
@@ -44,8 +60,14 @@ def _mounts() -> list[dict[str, str]]:
         for line in handle:
             left, _, right = line.partition(" - ")
             fields, rest = left.split(), right.split()
-            mounts.append({"device": fields[2], "mount": _unescape(fields[4]),
-                           "fstype": rest[0], "source": _unescape(rest[1])})
+            mounts.append(
+                {
+                    "device": fields[2],
+                    "mount": _unescape(fields[4]),
+                    "fstype": rest[0],
+                    "source": _unescape(rest[1]),
+                }
+            )
     return mounts
 
 
@@ -82,8 +104,16 @@ def _crypt_in_stack(device: str, seen: set[str] | None = None) -> bool | None:
 
 
 def examine(path: str, mounts: list[dict[str, str]]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"path": path, "exists": os.path.exists(path), "mount": "", "fstype": "",
-                             "source": "", "device": "", "encrypted": None, "reason": ""}
+    entry: dict[str, Any] = {
+        "path": path,
+        "exists": os.path.exists(path),
+        "mount": "",
+        "fstype": "",
+        "source": "",
+        "device": "",
+        "encrypted": None,
+        "reason": "",
+    }
     if not entry["exists"]:
         entry["reason"] = f"{path} does not exist"
         return entry
@@ -95,20 +125,26 @@ def examine(path: str, mounts: list[dict[str, str]]) -> dict[str, Any]:
         return entry
     crypt = _crypt_in_stack(entry["device"]) if entry["device"] else None
     if crypt is None:
-        entry["reason"] = (f"{path} is on {entry['fstype']} ({entry['source']}, device {entry['device']}) "
-                           "with no block device behind it: encryption at rest cannot be shown here")
+        entry["reason"] = (
+            f"{path} is on {entry['fstype']} ({entry['source']}, device {entry['device']}) "
+            "with no block device behind it: encryption at rest cannot be shown here"
+        )
     elif crypt:
         entry["encrypted"] = True
         entry["reason"] = f"{path} is on {entry['source']}, a dm-crypt device"
     else:
         entry["encrypted"] = False
-        entry["reason"] = f"{path} is on {entry['source']} ({entry['fstype']}), no dm-crypt layer beneath it"
+        entry["reason"] = (
+            f"{path} is on {entry['source']} ({entry['fstype']}), no dm-crypt layer beneath it"
+        )
     return entry
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={"paths": {"type": "list", "elements": "str", "required": True}},
-                           supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec={"paths": {"type": "list", "elements": "str", "required": True}},
+        supports_check_mode=True,
+    )
     mounts = _mounts()
     module.exit_json(changed=False, paths=[examine(p, mounts) for p in module.params["paths"]])
 

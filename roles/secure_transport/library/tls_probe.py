@@ -15,31 +15,81 @@ DOCUMENTATION = r"""
 module: tls_probe
 short_description: Handshake with a TLS endpoint once per protocol version and read its certificate
 description:
-  - Runs where it is delegated (the controller in secure_transport), opens real TCP
-    connections to I(host):I(port) and performs TLS handshakes, one per protocol
-    version from TLSv1 to TLSv1.3, with every cipher allowed (C(@SECLEVEL=0)) so that
-    a server accepting an old protocol is seen even when the local defaults would
-    refuse it.
+  - Runs where it is delegated (the controller in secure_transport), opens real TCP connections
+    to I(host):I(port) and performs TLS handshakes, one per protocol version from TLSv1 to TLSv1.3,
+    with every cipher allowed (C(@SECLEVEL=0)) so that a server accepting an old protocol is
+    seen even when the local defaults would refuse it.
   - Reads the server certificate of the best handshake and reports its validity.
   - Read-only; never changes anything, also in check mode.
 options:
-  host: {description: Address or name to connect to., required: true, type: str}
-  port: {description: TCP port., required: true, type: int}
-  server_name: {description: SNI name to send (default the host)., type: str}
-  min_version: {description: Lowest protocol the endpoint may accept., type: str, default: TLSv1.2, choices: [TLSv1, TLSv1.1, TLSv1.2, TLSv1.3]}
-  warn_days: {description: The certificate must stay valid at least this many days., type: int, default: 30}
-  timeout: {description: Seconds per connection., type: float, default: 5}
+  host:
+    description: Address or name to connect to.
+    required: true
+    type: str
+  port:
+    description: TCP port.
+    required: true
+    type: int
+  server_name:
+    description: SNI name to send (default the host).
+    type: str
+  min_version:
+    description: Lowest protocol the endpoint may accept.
+    type: str
+    default: TLSv1.2
+    choices:
+      - TLSv1
+      - TLSv1.1
+      - TLSv1.2
+      - TLSv1.3
+  warn_days:
+    description: The certificate must stay valid at least this many days.
+    type: int
+    default: 30
+  timeout:
+    description: Seconds per connection.
+    type: float
+    default: 5
 """
 
 RETURN = r"""
-reachable: {description: A TCP connection was made., type: bool, returned: always}
-accepted: {description: Protocol versions the endpoint completed a handshake with., type: list, returned: always}
-below_minimum: {description: Accepted versions older than min_version., type: list, returned: always}
-negotiated: {description: Version chosen with no upper limit., type: str, returned: always}
-certificate: {description: subject, issuer, not_before, not_after, days_left, expired., type: dict, returned: when a handshake succeeded}
-protocol_summary: {description: One line naming the accepted protocols., type: str, returned: after a handshake}
-certificate_summary: {description: One line naming the certificate and its end date., type: str, returned: when a certificate was read}
-error: {description: Why the probe could not complete (empty when it did)., type: str, returned: always}
+reachable:
+  description: A TCP connection was made.
+  type: bool
+  returned: always
+accepted:
+  description: Protocol versions the endpoint completed a handshake with.
+  type: list
+  returned: always
+below_minimum:
+  description: Accepted versions older than min_version.
+  type: list
+  returned: always
+negotiated:
+  description: Version chosen with no upper limit.
+  type: str
+  returned: always
+certificate:
+  description: subject
+  issuer: null
+  not_before: null
+  not_after: null
+  days_left: null
+  expired.: null
+  type: dict
+  returned: when a handshake succeeded
+protocol_summary:
+  description: One line naming the accepted protocols.
+  type: str
+  returned: after a handshake
+certificate_summary:
+  description: One line naming the certificate and its end date.
+  type: str
+  returned: when a certificate was read
+error:
+  description: Why the probe could not complete (empty when it did).
+  type: str
+  returned: always
 """
 
 _VERSIONS = {
@@ -63,21 +113,29 @@ def _context(version: str | None) -> ssl.SSLContext:
     return ctx
 
 
-def _handshake(host: str, port: int, sni: str, timeout: float, version: str | None) -> tuple[str, bytes]:
-    with socket.create_connection((host, port), timeout=timeout) as raw:
-        with _context(version).wrap_socket(raw, server_hostname=sni) as tls:
-            return str(tls.version()), tls.getpeercert(binary_form=True) or b""
+def _handshake(
+    host: str, port: int, sni: str, timeout: float, version: str | None
+) -> tuple[str, bytes]:
+    with (
+        socket.create_connection((host, port), timeout=timeout) as raw,
+        _context(version).wrap_socket(raw, server_hostname=sni) as tls,
+    ):
+        return str(tls.version()), tls.getpeercert(binary_form=True) or b""
 
 
 def _certificate(der: bytes, warn_days: int) -> dict[str, Any]:
     from cryptography import x509
 
     cert = x509.load_der_x509_certificate(der)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     # cryptography < 42 (Debian 12's python3) has only the naive UTC attributes.
-    utc = datetime.timezone.utc
-    not_after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=utc)
-    not_before = getattr(cert, "not_valid_before_utc", None) or cert.not_valid_before.replace(tzinfo=utc)
+    utc = datetime.UTC
+    not_after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(
+        tzinfo=utc
+    )
+    not_before = getattr(cert, "not_valid_before_utc", None) or cert.not_valid_before.replace(
+        tzinfo=utc
+    )
     days_left = (not_after - now).total_seconds() / 86400
     return {
         "subject": cert.subject.rfc4514_string(),
@@ -106,8 +164,14 @@ def main() -> None:
     host, port, timeout = p["host"], p["port"], p["timeout"]
     sni = p["server_name"] or host
     result: dict[str, Any] = {
-        "changed": False, "endpoint": f"{host}:{port}", "reachable": False, "accepted": [],
-        "below_minimum": [], "negotiated": "", "certificate": {}, "error": "",
+        "changed": False,
+        "endpoint": f"{host}:{port}",
+        "reachable": False,
+        "accepted": [],
+        "below_minimum": [],
+        "negotiated": "",
+        "certificate": {},
+        "error": "",
     }
     try:
         socket.create_connection((host, port), timeout=timeout).close()
@@ -134,17 +198,25 @@ def main() -> None:
     endpoint = result["endpoint"]
     weak = result["below_minimum"]
     result["protocol_summary"] = (
-        f"{endpoint} accepts {', '.join(weak)} (older than {p['min_version']})" if weak
+        f"{endpoint} accepts {', '.join(weak)} (older than {p['min_version']})"
+        if weak
         else f"{endpoint} accepts {', '.join(result['accepted'])}"
     )
     if not der:
         result["error"] = f"{endpoint} sent no certificate"
         module.exit_json(**result)
-    cert = result["certificate"] = _certificate(der, p["warn_days"])
-    state = ("EXPIRED" if cert["expired"] else
-             f"expires within {p['warn_days']} days" if cert["expiring"] else "valid")
-    result["certificate_summary"] = (f"{endpoint} certificate {cert['subject']} not after "
-                                     f"{cert['not_after']} ({cert['days_left']} days left, {state})")
+    info = result["certificate"] = _certificate(der, p["warn_days"])
+    state = (
+        "EXPIRED"
+        if info["expired"]
+        else f"expires within {p['warn_days']} days"
+        if info["expiring"]
+        else "valid"
+    )
+    result["certificate_summary"] = (
+        f"{endpoint} certificate {info['subject']} not after "
+        f"{info['not_after']} ({info['days_left']} days left, {state})"
+    )
     module.exit_json(**result)
 
 

@@ -137,10 +137,7 @@ def snapshots(lab: Lab, hosts: list[str] | None = None) -> dict[str, Snapshot]:
 
 def reset_hosts(lab: Lab, *hosts: str) -> None:
     """Return hosts to the pristine image (default: all of them)."""
-    for h in hosts or tuple(lab.hosts):
-        lab.reset(h, wait=False)
-    for h in hosts or tuple(lab.hosts):
-        lab.wait_ready(h)
+    lab.reset_many(list(hosts) if hosts else None)
 
 
 def network_problems(lab: Lab | None = None) -> list[str]:
@@ -187,6 +184,12 @@ def leftovers(lab_name: str) -> list[str]:
     for root in CGROUP_ROOTS:
         if (root / "opsrunner" / lab_name).exists():
             found.append(f"cgroup {root / 'opsrunner' / lab_name}")
+    prop = Path("/run/systemd/nspawn/propagate")
+    if prop.is_dir():
+        for p in prop.iterdir():
+            rest = p.name.removeprefix(f"{lab_name}-")
+            if rest != p.name and "-" not in rest:
+                found.append(f"nspawn runtime dir {p}")
     neigh = net.ip("neigh", "show").stdout
     found += [
         f"neighbour {line}" for line in neigh.splitlines() if net.bridge_name(lab_name) in line

@@ -49,7 +49,12 @@ from opsrunner.lab import net
 from opsrunner.lab.image import Image, ensure_image, image_paths
 from opsrunner.lab.net import LabError
 from opsrunner.lab.repo import DEFAULT_PORT, Repo, is_our_process, stop_server
-from opsrunner.lab.supervisor import cgroup_pids, remove_cgroup_tree
+from opsrunner.lab.supervisor import (
+    NSPAWN_RUN,
+    cgroup_pids,
+    remove_cgroup_tree,
+    remove_nspawn_leftovers,
+)
 from opsrunner.paths import project_root
 
 DEFAULT_LAB = "lab"
@@ -422,6 +427,8 @@ class Lab:
                     "cmd": cmd,
                     "cgroups": [str(p) for p in self._cgroups(info.name)],
                     "netns": net.netns_name(self.name, info.name),
+                    "machine": info.machine,
+                    "directory": str(merged),
                 }
             )
         )
@@ -659,6 +666,20 @@ class Lab:
         if wait:
             self.wait_ready(host)
 
+    def reset_many(self, hosts: list[str] | None = None, *, wait: bool = True) -> None:
+        """Reset several hosts (default: all) at once: they power off and boot in parallel."""
+        names = hosts if hosts is not None else list(self.hosts)
+        infos = [self.host(h) for h in names]
+        for info in infos:
+            self._request_stop(info)
+        for info in infos:
+            self._stop_host(info, requested=True)
+        for h in names:
+            self.reset(h, wait=False)
+        if wait:
+            for h in names:
+                self.wait_ready(h)
+
     def reboot(self, host: str, *, wait: bool = True, timeout: float = SSH_READY_TIMEOUT) -> None:
         """Reboot a host from inside (``systemctl reboot``) and wait until it answers again."""
         before = self.boot_marker(host)
@@ -686,16 +707,28 @@ class Lab:
                 timeout=10,
             )
 
-    def _stop_host(self, info: HostInfo, timeout: float = 20.0) -> None:
+    def _supervisor_pid(self, host: str) -> int | None:
+        pidf = self._hdir(host) / "supervisor.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(pidf.read_text())
+            if is_our_process(pid, "opsrunner.lab.supervisor"):
+                return pid
+        return None
+
+    def _request_stop(self, info: HostInfo) -> None:
+        """Ask a host to power off without waiting (so several hosts shut down at once)."""
         self._close_masters(info)
-        hdir = self._hdir(info.name)
-        pidf = hdir / "supervisor.pid"
-        pid = (
-            int(pidf.read_text()) if pidf.is_file() and pidf.read_text().strip().isdigit() else None
-        )
-        if pid and is_our_process(pid, "opsrunner.lab.supervisor"):
+        pid = self._supervisor_pid(info.name)
+        if pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+    def _stop_host(self, info: HostInfo, timeout: float = 20.0, *, requested: bool = False) -> None:
+        if not requested:
+            self._request_stop(info)
+        pidf = self._hdir(info.name) / "supervisor.pid"
+        pid = self._supervisor_pid(info.name)
+        if pid:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.1)
@@ -713,6 +746,7 @@ class Lab:
             time.sleep(0.1)
         for cg in self._cgroups(info.name):
             remove_cgroup_tree(cg)
+        remove_nspawn_leftovers(info.machine, self._hdir(info.name) / "merged")
         with contextlib.suppress(FileNotFoundError):
             pidf.unlink()
 
@@ -725,8 +759,8 @@ class Lab:
         if os.path.ismount(merged):
             subprocess.run(["umount", "-l", str(merged)], capture_output=True, check=False)
 
-    def _destroy_host(self, info: HostInfo, octet: int | None) -> None:
-        self._stop_host(info)
+    def _destroy_host(self, info: HostInfo, octet: int | None, *, requested: bool = False) -> None:
+        self._stop_host(info, requested=requested)
         self._umount(info.name)
         net.remove_host_net(self.name, info.name, info.index, octet)
         shutil.rmtree(self._hdir(info.name), ignore_errors=True)
@@ -748,7 +782,9 @@ class Lab:
         if st is not None:
             stop_server(st.http_pid)
             for info in st.hosts:
-                self._destroy_host(info, octet)
+                self._request_stop(info)
+            for info in st.hosts:
+                self._destroy_host(info, octet, requested=True)
                 removed.append(f"host {info.name}")
             inv = Path(st.inventory)
             with contextlib.suppress(FileNotFoundError):
@@ -782,6 +818,16 @@ class Lab:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGKILL)
         time.sleep(0.2)
+        for merged in sorted((self.dir / "hosts").glob("*/merged")):
+            remove_nspawn_leftovers(f"{self.name}-{merged.parent.name}", merged)
+        prop = NSPAWN_RUN / "propagate"
+        if prop.is_dir():
+            for entry in prop.iterdir():
+                # <lab>-<host>: host names have no '-', so another lab's machines do not match
+                rest = entry.name.removeprefix(f"{self.name}-")
+                if rest != entry.name and "-" not in rest:
+                    remove_nspawn_leftovers(entry.name, Path("/nonexistent"))
+                    removed.append(f"nspawn runtime dir {entry}")
         for mnt in _mounts_under(self.dir):
             subprocess.run(["umount", "-l", mnt], capture_output=True, check=False)
             removed.append(f"mount {mnt}")

@@ -36,6 +36,39 @@ def remove_cgroup_tree(path: Path) -> None:
         path.rmdir()
 
 
+NSPAWN_RUN = Path("/run/systemd/nspawn")
+
+
+def nspawn_leftovers(machine: str, directory: Path) -> list[Path]:
+    """What nspawn leaves in /run after a container exits (it refuses to delete these itself).
+
+    ``propagate/<machine>`` and the image lock ``locks/inode-<dev>:<ino>`` of the (still
+    mounted) root directory; computed from ``directory`` so it must be called before umount.
+    """
+    found = [p for p in (NSPAWN_RUN / "propagate" / machine,) if p.exists()]
+    with contextlib.suppress(OSError):
+        st = directory.stat()
+        lock = NSPAWN_RUN / "locks" / f"inode-{st.st_dev}:{st.st_ino}"
+        if lock.exists():
+            found.append(lock)
+    return found
+
+
+def remove_nspawn_leftovers(machine: str, directory: Path) -> None:
+    """Delete nspawn's runtime leftovers of one container (it must have exited)."""
+    for p in nspawn_leftovers(machine, directory):
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                for child in sorted(p.rglob("*"), key=lambda c: len(c.parts), reverse=True):
+                    if child.is_dir() and not child.is_symlink():
+                        child.rmdir()
+                    else:
+                        child.unlink()
+                p.rmdir()
+            else:
+                p.unlink()
+
+
 def cgroup_pids(path: Path) -> list[int]:
     """Every process in a cgroup tree."""
     pids: list[int] = []
@@ -97,6 +130,8 @@ def main(host_dir: str) -> int:
     time.sleep(0.2)
     for cg in cgroups:
         remove_cgroup_tree(cg)
+    if "machine" in spec:
+        remove_nspawn_leftovers(spec["machine"], Path(spec["directory"]))
     with contextlib.suppress(FileNotFoundError):
         (hdir / "nspawn.pid").unlink()
     return 0 if stopping else rc

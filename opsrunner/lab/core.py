@@ -85,6 +85,8 @@ VOLATILE: tuple[str, ...] = (
 )
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"))
 SSH_READY_TIMEOUT = 90.0
+#: ansible.cfg's (and molecule's base config's) ssh control_path_dir.
+ANSIBLE_CP_DIR = "/tmp/.opsrunner-cp"  # noqa: S108
 
 
 def lab_root() -> Path:
@@ -697,9 +699,18 @@ class Lab:
         raise LabError(f"host {host} did not come back from a reboot within {timeout:.0f}s")
 
     def _close_masters(self, info: HostInfo) -> None:
-        # A ControlMaster to a host that went away would hang the next command for ~30 s.
-        # The second path is ansible.cfg's control_path_dir.
-        for cp in (f"{self.dir}/cp/%C", "/tmp/.opsrunner-cp/%C"):  # noqa: S108
+        """End SSH ControlMasters to a host: ours, and Ansible's in ansible.cfg's control_path_dir.
+
+        A master to a host that went away would hang the next command (~30 s) and would
+        outlive ``lab down`` as a process. Ansible names its sockets sha1("host-port-user")[:10].
+        """
+        paths = [f"{self.dir}/cp/%C"]
+        for port in ("None", "22"):
+            digest = hashlib.sha1(f"{info.address}-{port}-root".encode()).hexdigest()[:10]  # noqa: S324
+            paths.append(f"{ANSIBLE_CP_DIR}/{digest}")
+        for cp in paths:
+            if "%" not in cp and not Path(cp).exists():
+                continue
             subprocess.run(
                 ["ssh", "-o", f"ControlPath={cp}", "-O", "exit", f"root@{info.address}"],
                 capture_output=True,

@@ -39,8 +39,10 @@ def lab() -> Iterator[Lab]:
     before = network_problems()
     assert not before, f"network not safe before the lab: {before}"
     the_lab = Lab(LAB_NAME)
+    addresses: list[str] = []
     try:
         the_lab.up(3)
+        addresses = [h.address for h in the_lab.hosts.values()]
         problems = network_problems(the_lab)
         assert not problems, f"network not safe with the lab up: {problems}"
         yield the_lab
@@ -48,7 +50,7 @@ def lab() -> Iterator[Lab]:
         assert not problems, f"network not safe after the tests: {problems}"
     finally:
         the_lab.down(force=True)
-    left = leftovers(LAB_NAME)
+    left = leftovers(LAB_NAME, addresses)
     assert not left, f"lab teardown left: {left}"
     after = network_problems()
     assert not after, f"network not safe after the lab: {after}"

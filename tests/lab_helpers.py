@@ -161,7 +161,7 @@ def network_problems(lab: Lab | None = None) -> list[str]:
     return problems
 
 
-def leftovers(lab_name: str) -> list[str]:
+def leftovers(lab_name: str, addresses: list[str] | None = None) -> list[str]:
     """What of a lab is still on the VM: processes, mounts, netns, links, cgroups, neighbours."""
     from opsrunner.lab.core import CGROUP_ROOTS, lab_root
 
@@ -184,6 +184,22 @@ def leftovers(lab_name: str) -> list[str]:
     for root in CGROUP_ROOTS:
         if (root / "opsrunner" / lab_name).exists():
             found.append(f"cgroup {root / 'opsrunner' / lab_name}")
+    # Ansible's ssh ControlMasters to the lab's hosts (socket name: sha1("addr-port-user")[:10])
+    import hashlib
+
+    masters = {
+        hashlib.sha1(f"{a}-{p}-root".encode()).hexdigest()[:10]
+        for a in addresses or []
+        for p in ("None", "22")
+    }
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmd.startswith("ssh: ") and any(f"/{m} [mux]" in cmd for m in masters):
+                found.append(f"ssh master {p.name}: {cmd}")
     prop = Path("/run/systemd/nspawn/propagate")
     if prop.is_dir():
         for p in prop.iterdir():

@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -815,11 +816,16 @@ class Lab:
     def _sweep(self) -> list[str]:
         """Remove a killed run's supervisors, nspawns, mounts, netns and veths by naming pattern."""
         removed: list[str] = []
+        # machine <lab>-<host>: host names have no '-', so lab "a" never matches lab "a-b"
+        machine = re.compile(rf"--machine={re.escape(self.name)}-[a-z0-9_]+(\s|$)")
         for pid, cmdline in _processes():
+            if pid == os.getpid():
+                continue
             if (
                 ("opsrunner.lab.supervisor" in cmdline and f"{self.dir}/hosts/" in cmdline)
-                or ("systemd-nspawn" in cmdline and f"--machine={self.name}-" in cmdline)
+                or ("systemd-nspawn" in cmdline and machine.search(cmdline))
                 or ("http.server" in cmdline and f"{self.dir}/www" in cmdline)
+                or (cmdline.startswith("ssh: ") and f"{self.dir}/cp/" in cmdline)
             ):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -856,7 +862,15 @@ def all_labs() -> list[str]:
     names: set[str] = set()
     root = lab_root()
     if root.is_dir():
-        names |= {d.name for d in root.iterdir() if d.is_dir() and net.NAME_RE.match(d.name)}
+        # A lab's directory holds state.json or hosts/; others (ssh/) are not labs.
+        names |= {
+            d.name
+            for d in root.iterdir()
+            if d.is_dir()
+            and net.NAME_RE.match(d.name)
+            and d.name not in net.RESERVED
+            and ((d / "state.json").exists() or (d / "hosts").exists())
+        }
     for link in net.lab_links():
         if link.startswith("olb-"):
             names.add(link[4:])

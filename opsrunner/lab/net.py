@@ -11,6 +11,8 @@ from pathlib import Path
 NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,7}[a-z0-9])?$")
 # Hosts get .11, .12, ... so the bridge (.1) and spare low addresses stay apart.
 HOST_OFFSET = 10
+#: Names of directories in the lab root that are not labs.
+RESERVED = frozenset({"ssh"})
 SUBNET_PREFIX = "10.233"
 
 
@@ -25,6 +27,8 @@ def check_name(name: str) -> str:
             f"invalid lab name {name!r}: 1-9 characters, lowercase letters, digits and '-', "
             "starting with a letter"
         )
+    if name in RESERVED:
+        raise LabError(f"invalid lab name {name!r}: reserved (the lab keeps its SSH key there)")
     return name
 
 

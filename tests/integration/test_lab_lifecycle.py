@@ -37,6 +37,7 @@ def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def test_lab_lifecycle_from_up_to_nothing_left() -> None:
     assert not network_problems(), "network must be safe before"
+    addresses: list[str] = []
     try:
         up = json.loads(
             _cli(
@@ -55,6 +56,7 @@ def test_lab_lifecycle_from_up_to_nothing_left() -> None:
             ("web1", ["standard", "web"]),
         ]
         lab = Lab(NAME)
+        addresses = [h.address for h in lab.hosts.values()]
         assert not network_problems(lab)
         pids = {h: (lab.dir / "hosts" / h / "supervisor.pid").read_text() for h in lab.hosts}
 
@@ -104,7 +106,7 @@ def test_lab_lifecycle_from_up_to_nothing_left() -> None:
         _cli("down", "--name", NAME, "--force")
     finally:
         Lab(NAME).down(force=True)
-    assert leftovers(NAME) == []
+    assert leftovers(NAME, addresses) == []
     assert not net.link_exists(net.bridge_name(NAME))
     assert not network_problems(), "network must be safe after"
 

@@ -20,10 +20,25 @@ def test_valid_names_give_interface_names_within_15_chars(name: str) -> None:
     assert len(net.veth_name(name, 50)) <= 15
 
 
-@pytest.mark.parametrize("name", ["", "Lab", "1lab", "lab_dev", "toolongname", "lab-", "a b"])
+@pytest.mark.parametrize(
+    "name", ["", "Lab", "1lab", "lab_dev", "toolongname", "lab-", "a b", "ssh"]
+)
 def test_invalid_names_are_refused_with_the_name_in_the_message(name: str) -> None:
-    with pytest.raises(LabError, match="invalid lab name"):
+    with pytest.raises(LabError, match=f"invalid lab name '{name}'"):
         net.check_name(name)
+
+
+def test_all_labs_never_counts_the_key_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opsrunner.lab.core import all_labs
+
+    monkeypatch.setenv("OPSRUNNER_LAB_DIR", str(tmp_path))
+    (tmp_path / "ssh").mkdir()
+    (tmp_path / "stray").mkdir()
+    (tmp_path / "mine" / "hosts").mkdir(parents=True)
+    assert "ssh" not in all_labs() and "stray" not in all_labs()
+    assert "mine" in all_labs()
 
 
 def test_interface_names_of_two_labs_never_collide() -> None:

@@ -188,7 +188,8 @@ def test_audit_trail_records_who_changed_and_deleted_sensitive_data(scratch: Scr
 
     _wait(found, "auditd to write the records of nobody's change and deletion", tries=150)
     deletion = next(e for e in events() if "old.txt" in e and "nametype=DELETE" in e)
-    assert re.search(r"type=SYSCALL msg=audit\(\d\d/\d\d/\d\d(?:\d\d)? [\d:.]+:\d+\)", deletion)  # when
+    when = r"type=SYSCALL msg=audit\(\d\d/\d\d/\d\d(?:\d\d)? [\d:.]+:\d+\)"
+    assert re.search(when, deletion)
     assert " uid=nobody " in deletion and "syscall=unlinkat" in deletion and "comm=rm" in deletion
     change = next(e for e in events() if "record.txt" in e and "nametype=DELETE" not in e)
     assert " uid=nobody " in change and f"key={scratch.key}" in change

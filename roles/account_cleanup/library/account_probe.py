@@ -232,6 +232,7 @@ class Probe:
     def _people_check(self, status: str) -> dict[str, Any]:
         problems: list[str] = []
         checked: list[str] = []
+        failing: list[str] = []
         accounts: dict[str, Any] = {}
         for person in self.people:
             if person.get("status") != status:
@@ -241,47 +242,57 @@ class Probe:
             grant = self.role_map.get(person.get("role"), {}) or {}
             acc = self.account(user)
             accounts[user] = acc
-            if acc is None:
-                problems.append(f"{user}: no account")
-                continue
-            if acc["locked"]:
-                problems.append(f"{user}: account locked")
-            if acc["expired"]:
-                problems.append(f"{user}: account expired")
-            want_groups = set(grant.get("groups") or [])
-            have = set(acc["groups"])
-            if have != want_groups:
-                extra, missing = sorted(have - want_groups), sorted(want_groups - have)
-                detail = []
-                if extra:
-                    prev = set((self.role_map.get(person.get("previous_role"), {}) or {})
-                               .get("groups") or [])
-                    from_prev = status == "transferred" and set(extra) & prev
-                    tag = " (previous role)" if from_prev else ""
-                    detail.append(f"extra groups {','.join(extra)}{tag}")
-                if missing:
-                    detail.append(f"missing groups {','.join(missing)}")
-                problems.append(f"{user}: {'; '.join(detail)} (role {person.get('role')})")
-            want_keys = {b for b in (key_blob(k) for k in person.get("ssh_keys") or []) if b} \
-                if grant.get("ssh") else set()
-            if set(acc["keys"]) != want_keys:
-                extra_k = len(set(acc["keys"]) - want_keys)
-                missing_k = len(want_keys - set(acc["keys"]))
-                problems.append(f"{user}: SSH keys differ from the roster "
-                                f"({extra_k} not in the roster, {missing_k} missing)")
-            if bool(acc["sudo"]) != bool(grant.get("sudo")):
-                problems.append(
-                    f"{user}: sudo via {', '.join(acc['sudo'])} but role {person.get('role')}"
-                    " grants none" if acc["sudo"] else
-                    f"{user}: role {person.get('role')} grants sudo but the account has none")
+            before = len(problems)
+            self._person_problems(person, status, grant, acc, problems)
+            if len(problems) > before:
+                failing.append(user)
         return {"passed": not problems, "problems": problems,
                 "evidence": f"{status} accounts checked: {', '.join(checked) or 'none'}",
-                "data": {"checked": checked}}
+                "data": {"checked": checked, "failing": failing}}
+
+    def _person_problems(self, person: dict[str, Any], status: str, grant: dict[str, Any],
+                         acc: dict[str, Any] | None, problems: list[str]) -> None:
+        """Append what differs between one roster person's account and their role."""
+        user = person["user"]
+        if acc is None:
+            problems.append(f"{user}: no account")
+            return
+        if acc["locked"]:
+            problems.append(f"{user}: account locked")
+        if acc["expired"]:
+            problems.append(f"{user}: account expired")
+        want_groups = set(grant.get("groups") or [])
+        have = set(acc["groups"])
+        if have != want_groups:
+            extra, missing = sorted(have - want_groups), sorted(want_groups - have)
+            detail = []
+            if extra:
+                prev = set((self.role_map.get(str(person.get("previous_role")), {}) or {})
+                           .get("groups") or [])
+                from_prev = status == "transferred" and set(extra) & prev
+                tag = " (previous role)" if from_prev else ""
+                detail.append(f"extra groups {','.join(extra)}{tag}")
+            if missing:
+                detail.append(f"missing groups {','.join(missing)}")
+            problems.append(f"{user}: {'; '.join(detail)} (role {person.get('role')})")
+        want_keys = {b for b in (key_blob(k) for k in person.get("ssh_keys") or []) if b} \
+            if grant.get("ssh") else set()
+        if set(acc["keys"]) != want_keys:
+            extra_k = len(set(acc["keys"]) - want_keys)
+            missing_k = len(want_keys - set(acc["keys"]))
+            problems.append(f"{user}: SSH keys differ from the roster "
+                            f"({extra_k} not in the roster, {missing_k} missing)")
+        if bool(acc["sudo"]) != bool(grant.get("sudo")):
+            problems.append(
+                f"{user}: sudo via {', '.join(acc['sudo'])} but role {person.get('role')}"
+                " grants none" if acc["sudo"] else
+                f"{user}: role {person.get('role')} grants sudo but the account has none")
 
     def departed(self) -> dict[str, Any]:
         problems: list[str] = []
         notes: list[str] = []
         due_now: list[str] = []
+        pending: list[str] = []
         for person in self.people:
             if person.get("status") != "departed":
                 continue
@@ -311,6 +322,8 @@ class Probe:
                 left.append(f"sudo via {', '.join(acc['sudo'])}")
             if self.p["archive_home"] and acc["home_exists"]:
                 left.append(f"home {acc['home']} not archived")
+            if left:
+                pending.append(user)
             if not left:
                 notes.append(f"{user}: disabled")
             elif self.today > due:
@@ -319,7 +332,7 @@ class Probe:
                 notes.append(f"{user}: disable due by {due} ({', '.join(left)})")
         return {"passed": not problems, "problems": problems,
                 "evidence": "; ".join(notes) or "no departed account on this host",
-                "data": {"due_now": due_now}}
+                "data": {"due_now": due_now, "pending": pending}}
 
     def unknown(self) -> dict[str, Any]:
         found = []

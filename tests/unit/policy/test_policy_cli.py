@@ -389,3 +389,25 @@ def test_waiver_request_into_an_empty_list(tmp_path: Path) -> None:
     )
     assert code == 0, err
     assert [w.control for w in load_policy(copy).waivers] == ["CEX-003"]
+
+
+HELP = {
+    "policy": "Validate, show and trace the policy.",
+    "policy validate": "Validate the policy",
+    "policy show": "Show the controls",
+    "policy trace": "Walk clause",
+    "policy schema": "Write the JSON Schema",
+    "waiver": "Request, approve, list and watch waivers",
+    "waiver request": "Record a pending waiver",
+    "waiver approve": "Approve a pending waiver",
+    "waiver list": "List waivers with their status",
+    "waiver expire-soon": "List active waivers that expire within",
+}
+
+
+@pytest.mark.parametrize("path", sorted(HELP))
+def test_every_policy_and_waiver_command_has_help(path: str) -> None:
+    result = runner.invoke(app, [*path.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+    assert HELP[path] in " ".join(result.output.split())

@@ -289,5 +289,38 @@ def test_patching_rollout_halts_after_failed_canary(lab: Lab, tmp_path: Path) ->
         assert pat004["status"] == "pass" and pat004["data"]["rebooted"] is True
         assert version(lab, "host1", "opsdemo-web") == "1.1"
         assert version(lab, "host3", "opsdemo-web") == "1.0"  # deferred: untouched
+
+        # Third rollout: the canary must reboot but does not come back in time: reboot-failed,
+        # and the rollout halts before the other hosts.
+        lab.ssh("host2", "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades "
+                "opsdemo-web=1.0 >/dev/null", check=True)  # fmt: skip
+        window = open_window(["critical", "standard"], name="all-open")
+        third = run_playbook(
+            lab,
+            PLAYBOOK,
+            check=False,
+            env=env,
+            extra_vars={
+                **windows_vars(window["windows"], window["notices"]),
+                "patching_run_id": "rebootfail",
+                "patching_disruptive": True,
+                "patching_reboot_packages": ["opsdemo-web"],
+                "patching_reboot_timeout": 1,
+            },
+        )
+        record = rollout_record(tmp_path, "rebootfail")
+        states = {h: record["hosts"][h]["state"] for h in HOSTS}
+        assert states == {
+            "host2": "reboot-failed",
+            "host1": "not-patched",
+            "host3": "not-patched",
+        }, (
+            record,
+            third,
+        )
+        assert record["halted"] is True
+        assert "reboot failed" in record["hosts"]["host2"]["reason"]
+        assert controls(third, "host2")["PAT-004"] == "fail"
+        assert version(lab, "host3", "opsdemo-web") == "1.0"
     finally:
         reset_hosts(lab)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from opsrunner import __version__
+from opsrunner.demo import demo
 from opsrunner.lab.cli import app as lab_app
 from opsrunner.policy.cli import app as policy_app
 from opsrunner.policy.cli import waiver_app
@@ -19,6 +20,7 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(policy_app, name="policy")
 app.add_typer(waiver_app, name="waiver")
 register_runner(app)
+app.command("demo")(demo)
 
 
 def _version(value: bool) -> None:
@@ -29,7 +31,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """opsrunner: the regulation (软件系统运营管理制度) as controls run by Ansible."""
 

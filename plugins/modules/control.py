@@ -1,4 +1,4 @@
-"""Documentation stub for the opsrunner.compliance.control action (the code is plugins/action/control.py)."""
+"""Documentation for the opsrunner.compliance.control action (code: plugins/action/control.py)."""
 
 from __future__ import annotations
 

@@ -119,7 +119,7 @@ def test_account_cleanup_enforce_idempotent_and_mutations(lab: Lab) -> None:
 
 
 def _policy_with_departures(tmp_path: Path, today: dt.date) -> Path:
-    """A policy copy where bruce left 5 days ago and chen leaves today."""
+    """Policy copy: bruce left 5 days ago, chen leaves today, backup_target archives homes."""
     policy = tmp_path / "policy"
     shutil.copytree(ROOT / "policy", policy)
     roster = yaml.safe_load((policy / "roster.yml").read_text())
@@ -129,6 +129,10 @@ def _policy_with_departures(tmp_path: Path, today: dt.date) -> Path:
         if person["user"] == "chen":
             person.update(status="departed", end_date=today.isoformat())
     (policy / "roster.yml").write_text(yaml.safe_dump(roster, sort_keys=False))
+    params_file = policy / "parameters" / "account_cleanup.yml"
+    params = yaml.safe_load(params_file.read_text())
+    params["parameters"]["account_cleanup_archive_home"]["groups"] = {"backup_target": True}
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     return policy
 
 
@@ -139,7 +143,7 @@ def test_account_cleanup_departure_deadline_and_disruptive_gate(lab: Lab, tmp_pa
     today = dt.datetime.now(dt.UTC).date()
     policy = _policy_with_departures(tmp_path, today)
     env = {"OPSRUNNER_POLICY_DIR": str(policy)}
-    host = "host3"  # standard tier: deadline 1 day after the end date
+    host = "host3"  # standard tier (deadline: 1 day after the end date), archives homes
     reset_hosts(lab, host)
     try:
         # While they still work here: accounts made from the real roster.
@@ -160,11 +164,13 @@ def test_account_cleanup_departure_deadline_and_disruptive_gate(lab: Lab, tmp_pa
 
         done = run_playbook(lab, PLAYBOOK, check=False, limit=host, env=env, extra_vars=DISRUPTIVE)
         assert control(done, host, "ACC-002")["status"] == "pass", done
-        # Both end dates have come, so both are locked; homes are kept (no archive policy).
+        # Both end dates have come, so both are locked; the policy archives their homes here.
         shadow = lab.ssh(host, "getent shadow bruce chen | cut -d: -f1,2").stdout
         assert "bruce:!" in shadow and "chen:!" in shadow, shadow
         assert lab.ssh(host, "pgrep -u bruce").returncode == 1, "bruce's process survived"
-        assert lab.ssh(host, "test -d /home/bruce && test -d /home/chen").returncode == 0
+        archived = lab.ssh(host, "tar -tzf /var/backups/departed-homes/bruce-home.tar.gz;"
+                           " test -e /home/bruce || echo home-removed").stdout
+        assert "bruce/" in archived and "home-removed" in archived, archived
         roster_sudo = lab.ssh(host, "cat /etc/sudoers.d/opsrunner-roster").stdout
         assert "alice ALL" in roster_sudo and "bruce" not in roster_sudo, roster_sudo
     finally:

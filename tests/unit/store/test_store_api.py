@@ -254,3 +254,15 @@ def test_lock_excludes_a_second_holder_and_is_released(store: Store) -> None:
     with store.lock("policy+inventory"):
         seen.append("free again")
     assert seen == ["busy", "other key free", "free again"]
+
+
+def test_migrations_match_the_models(store: Store) -> None:
+    # A model changed without a migration would be missing from databases opened later.
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from opsrunner.store.models import Base
+
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []

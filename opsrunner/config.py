@@ -38,7 +38,7 @@ class Settings(BaseModel):
         default=None, description="Evidence files, artifacts, SQLite store"
     )
     forks: int = Field(default=20, ge=1, le=500, description="Parallel hosts")
-    task_timeout: int = Field(default=300, ge=0, description="Seconds one task may take (0 = none)")
+    task_timeout: int = Field(default=600, ge=0, description="Seconds one task may take (0 = none)")
     run_timeout: int = Field(default=3600, ge=0, description="Seconds one run may take (0 = none)")
     batch_size: int = Field(
         default=50, ge=1, description="Results written to the store per transaction"

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict
 
 from opsrunner.lab import net
@@ -324,21 +325,24 @@ class Lab:
         _check_specs(specs)
         image = ensure_image(log=False)
         ensure_ssh_key()
-        st = self.state()
-        if st is None:
-            self._check_no_leftovers()
-            octet = self._allocate_octet()
-            st = LabState(
-                name=self.name,
-                octet=octet,
-                image_key=image.key,
-                port=port,
-                inventory=str(self._default_inventory()),
-            )
-        elif st.image_key != image.key and all(not self.is_running(h.name) for h in st.hosts):
-            st = st.model_copy(update={"image_key": image.key})
-        self._save(st)
-        net.ensure_bridge(self.name, st.octet)
+        lab_root().mkdir(parents=True, exist_ok=True)
+        # Two labs starting at once must not pick the same subnet: allocate under a lock.
+        with FileLock(str(lab_root() / ".allocate.lock")):
+            st = self.state()
+            if st is None:
+                self._check_no_leftovers()
+                octet = self._allocate_octet()
+                st = LabState(
+                    name=self.name,
+                    octet=octet,
+                    image_key=image.key,
+                    port=port,
+                    inventory=str(self._default_inventory()),
+                )
+            elif st.image_key != image.key and all(not self.is_running(h.name) for h in st.hosts):
+                st = st.model_copy(update={"image_key": image.key})
+            self._save(st)
+            net.ensure_bridge(self.name, st.octet)
         repo = Repo(
             self.dir / "www", image_paths(st.image_key), net.bridge_address(st.octet), st.port
         )

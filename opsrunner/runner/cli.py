@@ -445,6 +445,11 @@ def score(
     policy_rev: str | None = typer.Option(
         None, "--policy-rev", help="Score under the policy at this git revision."
     ),
+    availability: str | None = typer.Option(
+        None,
+        "--availability",
+        help="Availability (7.1.1) per host over this period (e.g. 30d) from the daemon's scrapes.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON output."),
     store: str | None = StoreOpt,
     config_file: str | None = ConfigOpt,
@@ -459,6 +464,9 @@ def score(
     from opsrunner.store import RunRecord
 
     settings = _settings(config_file, store=store, policy=policy, state_dir=state_dir)
+    if availability:
+        _availability(settings, parse_duration(availability), as_json, fail_under)
+        return
     limits: dict[str, int] = {}
     for item in max_failed or []:
         name, _, number = item.partition("=")
@@ -520,6 +528,48 @@ def score(
     for problem in problems:
         typer.echo(f"gate: {problem}", err=True)
     if problems:
+        raise typer.Exit(1)
+
+
+def _availability(
+    settings: config.Settings, period: dt.timedelta, as_json: bool, fail_under: float | None
+) -> None:
+    from opsrunner.scoring import availability
+
+    end = dt.datetime.now(dt.UTC)
+    start = end - period
+    interval = dt.timedelta(seconds=settings.scrape_interval)
+    with _store(settings) as opened:
+        samples = opened.samples(since=start, until=end)
+        hosts = set(opened.host_groups()) | {s.host for s in samples}
+    figures = availability(samples, sorted(hosts), start, end, interval)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    h: {"ok": a.ok, "expected": a.expected, "percent": a.percent}
+                    for h, a in figures.items()
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
+    else:
+        typer.echo(
+            f"availability {start.isoformat(timespec='seconds')} → "
+            f"{end.isoformat(timespec='seconds')}, one scrape every {interval}"
+        )
+        for host, figure in figures.items():
+            shown = "n/a" if figure.percent is None else f"{figure.percent:.2f}%"
+            typer.echo(
+                f"  {host:<16} {shown:>8}  {figure.ok} of {figure.expected} scrapes answered"
+            )
+    low = [
+        h for h, a in figures.items() if fail_under is not None and (a.percent or 0.0) < fail_under
+    ]
+    for host in low:
+        typer.echo(f"gate: {host} availability under {fail_under:g}%", err=True)
+    if low:
         raise typer.Exit(1)
 
 

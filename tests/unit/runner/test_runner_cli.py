@@ -137,3 +137,29 @@ def test_schedule_export(tmp_path: Path) -> None:
     code, out, _ = _invoke("schedule", "export", "--cron")
     assert code == 0 and "--schedule-job audit-daily" in out
     assert _invoke("schedule", "export")[0] == 2
+
+
+def test_availability_from_samples(filled: dict[str, object]) -> None:
+    from opsrunner.store import SampleRecord
+
+    args = filled["args"]
+    tmp = filled["tmp"]
+    assert isinstance(args, list) and isinstance(tmp, Path)
+    now = dt.datetime.now(dt.UTC)
+    with Store.open(None, tmp) as store:
+        # An hour at one scrape a minute (the config below): 60 expected, 4 answered.
+        store.add_samples(
+            [
+                SampleRecord("host1", now - dt.timedelta(minutes=m), ok=m % 2 == 0)
+                for m in range(1, 9)
+            ]
+        )
+    cfg = tmp / "opsrunner.yml"
+    cfg.write_text("scrape_interval: 60\n", encoding="utf-8")
+    code, out, _ = _invoke("score", "--availability", "10m", "--json", "--config", str(cfg), *args)
+    assert code == 0
+    assert json.loads(out)["host1"] == {"ok": 4, "expected": 10, "percent": 40.0}
+    code, _, err = _invoke(
+        "score", "--availability", "10m", "--fail-under", "99.9", "--config", str(cfg), *args
+    )
+    assert code == 1 and "host1 availability under 99.9%" in err

@@ -74,6 +74,11 @@ def test_firewall_enforce_idempotent_and_mutations(lab: Lab) -> None:
                                    check=False)
             assert fresh.returncode == 0, f"new SSH connection to {host} refused: {fresh.stderr}"
 
+        # FW-004 persisted: after a reboot the kernel has the same rule set (and SSH gets in).
+        enforced = _rulesets(lab)["host3"]
+        lab.reboot("host3")
+        assert _rulesets(lab)["host3"] == enforced, "the rule set did not survive a reboot"
+
         for host, steps in MUTATIONS.items():
             for _cid, cmd in steps:
                 lab.ssh(host, cmd, check=True)

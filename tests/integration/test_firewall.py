@@ -75,9 +75,10 @@ def test_firewall_enforce_idempotent_and_mutations(lab: Lab) -> None:
             assert fresh.returncode == 0, f"new SSH connection to {host} refused: {fresh.stderr}"
 
         # FW-004 persisted: after a reboot the kernel has the same rule set (and SSH gets in).
-        enforced = _rulesets(lab)["host3"]
+        table = "nft list table inet opsrunner"
+        enforced = lab.ssh("host3", table, check=True).stdout
         lab.reboot("host3")
-        assert _rulesets(lab)["host3"] == enforced, "the rule set did not survive a reboot"
+        assert lab.ssh("host3", table).stdout == enforced, "the rule set did not survive a reboot"
 
         for host, steps in MUTATIONS.items():
             for _cid, cmd in steps:

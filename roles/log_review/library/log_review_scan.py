@@ -85,10 +85,11 @@ journald:
   type: dict
 """
 
-# sshd: one event per failed authentication; "Invalid user" alone covers
-# key-only attempts by unknown users, which never produce a "Failed" line.
-_SSH_FAILED = re.compile(r"^Failed \S+ for (?:invalid user )?\S* ?from (\S+) port \d+")
-_SSH_INVALID = re.compile(r"^Invalid user \S* ?from (\S+) port \d+")
+# sshd: one event per failed authentication ("Failed <method> for ..."); an
+# "Invalid user" connection counts once when it has no "Failed" line (key-only
+# attempts by unknown users), so a password guess is never counted twice.
+_SSH_FAILED = re.compile(r"^Failed \S+ for (?:invalid user )?\S* ?from (\S+) port (\d+)")
+_SSH_INVALID = re.compile(r"^Invalid user \S* ?from (\S+) port (\d+)")
 _SUDO_COMMAND = re.compile(r"^\s*(\S+) : .*COMMAND=")
 _SUDO_FAILURE = re.compile(
     r"^\s*(\S+) : (?:\d+ incorrect password attempts?|user NOT in sudoers|"
@@ -158,11 +159,22 @@ def _journal(since_hours: int, *matches: str) -> list[dict[str, str]]:
 
 
 def _ssh(since_hours: int, rules: _Rules) -> dict[str, object]:
-    by_source: dict[str, int] = {}
+    failed: dict[tuple[str, str], int] = {}
+    invalid: set[tuple[str, str]] = set()
     for entry in _journal(since_hours, "SYSLOG_IDENTIFIER=sshd"):
-        match = _SSH_FAILED.match(entry["MESSAGE"]) or _SSH_INVALID.match(entry["MESSAGE"])
+        match = _SSH_FAILED.match(entry["MESSAGE"])
         if match:
-            by_source[match.group(1)] = by_source.get(match.group(1), 0) + 1
+            connection = (match.group(1), match.group(2))
+            failed[connection] = failed.get(connection, 0) + 1
+            continue
+        match = _SSH_INVALID.match(entry["MESSAGE"])
+        if match:
+            invalid.add((match.group(1), match.group(2)))
+    by_source: dict[str, int] = {}
+    for (source, _port), count in failed.items():
+        by_source[source] = by_source.get(source, 0) + count
+    for source, _port in invalid - set(failed):
+        by_source[source] = by_source.get(source, 0) + 1
     findings = [f for source, count in sorted(by_source.items())
                 if (f := rules.finding("ssh_failed", source, count, "failed SSH logins from"))]
     total = sum(by_source.values())

@@ -413,7 +413,7 @@ class Lab:
         hdir = self._hdir(info.name)
         merged = hdir / "merged"
         self._mount_overlay(info.name, image_paths(st.image_key))
-        self._host_setup(info, merged, repo)
+        self._host_setup(info, merged, repo, st)
         cmd = [
             "systemd-nspawn",
             "--boot",
@@ -477,13 +477,19 @@ class Lab:
         if proc.returncode != 0:
             raise LabError(f"overlay mount for {host} failed: {proc.stderr.strip()}")
 
-    def _host_setup(self, info: HostInfo, root: Path, repo: Repo) -> None:
-        """Per-host files written into the overlay before boot (re-applied by reset)."""
+    def _host_setup(self, info: HostInfo, root: Path, repo: Repo, st: LabState) -> None:
+        """Per-host files written into the overlay before boot (re-applied by reset).
+
+        /etc/hosts names the other lab hosts and the repository server (``lab-repo``),
+        as DNS would on a real network (the hosts have no resolver).
+        """
         (root / "etc" / "hostname").write_text(f"{info.name}\n")
+        peers = "".join(f"{h.address}\t{h.name}\n" for h in st.hosts if h.name != info.name)
         (root / "etc" / "hosts").write_text(
             "127.0.0.1\tlocalhost\n"
             f"127.0.1.1\t{info.name}\n"
             "::1\tlocalhost ip6-localhost ip6-loopback\n"
+            f"{net.bridge_address(st.octet)}\tlab-repo\n{peers}"
         )
         ssh_dir = root / "root" / ".ssh"
         ssh_dir.mkdir(mode=0o700, exist_ok=True)

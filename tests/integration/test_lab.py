@@ -139,4 +139,8 @@ def test_apt_repository_serves_image_packages_demo_packages_and_files(lab: Lab) 
     )
     assert lab.ssh("host1", "cat /usr/share/opsdemo/opsdemo-base/VERSION").stdout.strip() == "1.1"
     assert json.loads(lab.ssh("host1", f"curl -fsS {url}").stdout) == {"ok": True}
+    # names as DNS would give them: the repository server and the other hosts
+    by_name = url.replace(lab.repo.address, "lab-repo")
+    assert json.loads(lab.ssh("host1", f"curl -fsS {by_name}").stdout) == {"ok": True}
+    assert lab.ssh("host1", "getent hosts host3").stdout.split()[0] == lab.hosts["host3"].address
     lab.reset("host1")

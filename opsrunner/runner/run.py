@@ -116,10 +116,12 @@ class _Streamer:
             if host and host not in self.unreachable_told:
                 self.unreachable_told.add(host)
                 self.reporter.unreachable(host, self.collector.hosts[host].reason)
-        # A batch is full, or results have waited max_wait seconds.
+        # Write when a batch is full, when results have waited max_wait seconds, or when the
+        # next task starts: a long task (a backup, a reboot) never holds earlier results back.
         waiting = self.collector.dirty_count
         waited = time.monotonic() - self.last_flush
-        if waiting >= self.batch or (waiting and waited > self.max_wait):
+        boundary = event.get("event") == "playbook_on_task_start"
+        if waiting and (waiting >= self.batch or boundary or waited > self.max_wait):
             self.flush()
         # True keeps the event in ansible-runner's artifacts: the recovery path.
         return True

@@ -257,14 +257,14 @@ def test_controls_filter_runs_only_those(project: dict[str, Any]) -> None:
 
 
 class _Hook(NullReporter):
-    """Acts on the first result: cancel the run, or kill ansible-playbook outright."""
+    """Acts once RTX-004 is recorded (the sleep comes next): cancel, or kill ansible-playbook."""
 
     def __init__(self, action: Any) -> None:
         self.action = action
         self.fired = False
 
     def result(self, result: ResultRecord, done: int) -> None:
-        if not self.fired:
+        if not self.fired and result.control_id == "RTX-004":
             self.fired = True
             self.action()
 

@@ -157,3 +157,23 @@ def test_results_reach_the_store_in_batches() -> None:
         streamer(_ok(n, "h1", f"FW-00{n} | a", id=f"FW-00{n}", status="pass"))
     streamer.flush()
     assert store.batches == [["FW-001", "FW-002"], ["FW-003", "FW-004"], ["FW-005"]]
+
+
+def test_a_task_start_writes_what_is_waiting() -> None:
+    from opsrunner.runner.progress import NullReporter
+    from opsrunner.runner.run import _Streamer
+
+    class _Store:
+        def __init__(self) -> None:
+            self.batches: list[list[str]] = []
+
+        def add_results(self, run_id: int, results: list[Any]) -> int:
+            self.batches.append([r.control_id for r in results])
+            return len(results)
+
+    store = _Store()
+    streamer = _Streamer(store, 1, Collector(), NullReporter(), batch=50, max_wait=1e9)  # type: ignore[arg-type]
+    streamer(_ok(1, "h1", "FW-001 | a", id="FW-001", status="pass"))
+    assert store.batches == []
+    streamer(_event(2, "playbook_on_task_start", task="Pause"))
+    assert store.batches == [["FW-001"]]

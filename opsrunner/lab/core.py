@@ -665,7 +665,7 @@ class Lab:
         """Stop the host, wipe its overlay upper dir, re-apply per-host setup, boot (seconds)."""
         st = self._require_state()
         info = self.host(host)
-        self._stop_host(info)
+        self._stop_host(info, hard=True)
         self._umount(host)
         hdir = self._hdir(host)
         for d in ("upper", "work"):
@@ -680,13 +680,10 @@ class Lab:
             self.wait_ready(host)
 
     def reset_many(self, hosts: list[str] | None = None, *, wait: bool = True) -> None:
-        """Reset several hosts (default: all) at once: they power off and boot in parallel."""
+        """Reset several hosts (default: all); they boot in parallel."""
         names = hosts if hosts is not None else list(self.hosts)
-        infos = [self.host(h) for h in names]
-        for info in infos:
-            self._request_stop(info)
-        for info in infos:
-            self._stop_host(info, requested=True)
+        for h in names:
+            self.host(h)  # unknown names fail before any host is touched
         for h in names:
             self.reset(h, wait=False)
         if wait:
@@ -745,8 +742,14 @@ class Lab:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
-    def _stop_host(self, info: HostInfo, timeout: float = 20.0, *, requested: bool = False) -> None:
-        if not requested:
+    def _stop_host(
+        self, info: HostInfo, timeout: float = 20.0, *, requested: bool = False, hard: bool = False
+    ) -> None:
+        """Power a host off (``hard``: kill it at once, for reset, whose disk is thrown away)."""
+        if hard:
+            self._close_masters(info)
+            timeout = 0.0
+        elif not requested:
             self._request_stop(info)
         pidf = self._hdir(info.name) / "supervisor.pid"
         pid = self._supervisor_pid(info.name)
@@ -758,6 +761,11 @@ class Lab:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         # Whatever is left in the host's cgroups (nspawn, container processes) goes now.
+        for cg in self._cgroups(info.name):
+            kill = cg / "cgroup.kill"  # cgroup v2: the whole subtree at once
+            if kill.exists():
+                with contextlib.suppress(OSError):
+                    kill.write_text("1")
         for _ in range(50):
             pids = [p for cg in self._cgroups(info.name) for p in cgroup_pids(cg)]
             if not pids:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,9 +37,11 @@ def _sh(lab: Lab, host: str, cmd: str) -> str:
     return proc.stdout
 
 
-def _run(lab: Lab, playbook: str, password: str, *, check: bool = False,
+def _run(lab: Lab, playbook: str, password_file: str, *, check: bool = False,
          extra: dict[str, Any] | None = None) -> Results:
-    res = run_playbook(lab, playbook, check=check, env={"OPSRUNNER_BACKUP_PASSWORD": password},
+    # The secret comes from a root-only file on the controller, never from the environment.
+    res = run_playbook(lab, playbook, check=check,
+                       env={"OPSRUNNER_BACKUP_PASSWORD_FILE": password_file},
                        extra_vars=extra)
     assert res.rc == 0, res
     return res
@@ -57,8 +60,11 @@ def _assert_no_secret(password: str, *runs: Results) -> None:
 @pytest.mark.lab
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # a dozen playbook runs; on a shared, loaded VM they can take long
-def test_backup_role_operate_drill_and_mutations(lab: Lab) -> None:
-    password = "bak-" + secrets.token_urlsafe(18)
+def test_backup_role_operate_drill_and_mutations(lab: Lab, tmp_path: Path) -> None:
+    secret = "bak-" + secrets.token_urlsafe(18)
+    password = str(tmp_path / "restic-password")
+    Path(password).write_text(secret)
+    Path(password).chmod(0o600)
     reset_hosts(lab, "host1", "host2", "host3")
     runs: list[Results] = []
     try:
@@ -174,8 +180,8 @@ def test_backup_role_operate_drill_and_mutations(lab: Lab) -> None:
         assert "missing from the repository" in h2["reason"], h2
 
         # The secret never reached any output or recorded result, nor the hosts' journals.
-        _assert_no_secret(password, *runs)
+        _assert_no_secret(secret, *runs)
         for h in ("host1", "host2", "host3"):
-            assert password not in lab.ssh(h, "journalctl --no-pager -o cat 2>/dev/null").stdout
+            assert secret not in lab.ssh(h, "journalctl --no-pager -o cat 2>/dev/null").stdout
     finally:
         reset_hosts(lab, "host1", "host2", "host3")

@@ -50,6 +50,7 @@ class Scratch:
     def __init__(self, base: Path, token: str) -> None:
         self.base = base
         self.data = base / "data"
+        self.unheld = base / "absent" / "data"
         self.rules_file = base / "rules.d" / "50-opsrunner.rules"
         self.key = f"opsrunner-test-{token}"
         self.identity_key = f"opsrunner-test-id-{token}"
@@ -68,7 +69,10 @@ class Scratch:
             "audit_trail_identity_files": [],
             "audit_trail_identity_key": self.identity_key,
             "audit_trail_sensitive_paths": [
-                {"path": str(self.data), "owner": "root", "group": "nogroup", "mode": "0770"}
+                {"path": str(self.data), "owner": "root", "group": "nogroup", "mode": "0770"},
+                # Data this host does not hold: the kernel cannot watch a path whose
+                # parent is absent, so it is listed, not loaded and not a failure.
+                {"path": str(self.unheld), "owner": "root", "group": "root", "mode": "0700"},
             ],
             "audit_trail_sensitive_key": self.key,
             "audit_trail_rules_file": str(self.rules_file),
@@ -169,6 +173,10 @@ def test_audit_trail_records_who_changed_and_deleted_sensitive_data(scratch: Scr
     assert set(_statuses(first).values()) == {"pass"}, first["_stdout"][-3000:]
     assert scratch.loaded_rules() == [rule]
     assert rule in scratch.rules_file.read_text()
+    assert str(scratch.unheld) not in scratch.rules_file.read_text()
+    assert f"not watchable here (parent directory absent): {scratch.unheld}" in \
+        _controls(first)["AUD-002"]["evidence"]
+    assert f"absent (not checked): {scratch.unheld}" in _controls(first)["AUD-003"]["evidence"]
     assert stat.S_IMODE(scratch.data.stat().st_mode) == 0o770
     second = scratch.run(check=False)
     assert set(_statuses(second).values()) == {"pass"}

@@ -67,6 +67,8 @@ class Collector:
         self.has_stats = False
         self.seen: set[int] = set()
         self._dirty: set[tuple[str, str]] = set()
+        # Failures of control tasks wait here: a block's rescue may still report the control.
+        self._pending: dict[tuple[str, str], tuple[dict[str, Any], str, dt.datetime]] = {}
 
     # -- feeding ---------------------------------------------------------
     def feed(self, event: Mapping[str, Any]) -> None:
@@ -81,6 +83,7 @@ class Collector:
         host = str(data.get("host") or "")
         if kind == "playbook_on_stats":
             self.has_stats = True
+            self.settle()
             self._stats(data)
         elif not host:
             return
@@ -106,6 +109,7 @@ class Collector:
         for item in [res, *(res.get("results") or [])]:
             if isinstance(item, dict) and isinstance(item.get("opsrunner_control"), dict):
                 self._record(host, item["opsrunner_control"], task, at)
+                self._pending.pop((host, str(item["opsrunner_control"].get("id") or "")), None)
                 found = True
         return found
 
@@ -128,6 +132,12 @@ class Collector:
                 "reason": entry.failed_msg,
                 "remediated": False,
             }
+            self._pending[(host, match.group(1))] = (report, task, at)
+
+    def settle(self) -> None:
+        """Failures that no rescue reported by the end of the play stand as `error`."""
+        pending, self._pending = self._pending, {}
+        for (host, _cid), (report, task, at) in sorted(pending.items()):
             self._record(host, report, task, at)
 
     def _record(self, host: str, report: Mapping[str, Any], task: str, at: dt.datetime) -> None:
@@ -216,7 +226,8 @@ class Collector:
         return [self.record(host, cid) for host, cid in keys]
 
     def results(self) -> list[ResultRecord]:
-        """Every result so far."""
+        """Every result so far (failures still pending count as `error`)."""
+        self.settle()
         return [self.record(host, cid) for host, cid in sorted(self.entries)]
 
     def host_records(self, groups: Mapping[str, Iterable[str]] | None = None) -> list[HostRecord]:

@@ -385,6 +385,9 @@ def _finish(
     reason: str,
 ) -> RunRecord:
     now = _now()
+    # A run that ended without its stats event still records the failures it saw.
+    collector.settle()
+    store.add_results(run_id, collector.pop_dirty())
     store.add_results(run_id, collector.missing(in_scope, status, now))
     store.set_hosts(run_id, collector.host_records(hosts))
     stats = {h: dict(s.stats) for h, s in collector.hosts.items() if s.stats}

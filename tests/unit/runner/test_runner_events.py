@@ -103,6 +103,20 @@ def test_failed_control_task_is_error_unless_ignored() -> None:
     assert missing[("h2", "FW-001")][0] == "unknown" and "boom" in missing[("h2", "FW-001")][1]
 
 
+def test_a_rescued_failure_yields_to_the_rescue_report() -> None:
+    c = Collector()
+    c.feed(_event(1, "runner_on_failed", "h1", task="FW-001 | Apply", res={"msg": "nft: syntax"}))
+    c.feed(_ok(2, "h1", "FW-001 | Report", id="FW-001", status="fail", reason="rule set rejected"))
+    c.feed(_event(3, "runner_on_failed", "h1", task="FW-002 | Apply", res={"msg": "no rescue"}))
+    # Nothing is written for FW-002 until the play ends: a rescue may still report it.
+    assert _statuses(c) == {("h1", "FW-001"): "fail", ("h1", "FW-002"): "error"}
+    c2 = Collector()
+    c2.feed(_event(1, "runner_on_failed", "h1", task="FW-002 | Apply", res={"msg": "x"}))
+    assert c2.dirty_count == 0
+    c2.feed(_event(2, "playbook_on_stats", ok={"h1": 1}))
+    assert c2.dirty_count == 1 and _statuses(c2) == {("h1", "FW-002"): "error"}
+
+
 def test_missing_controls_by_cause() -> None:
     c = Collector()
     c.feed(_event(1, "runner_on_unreachable", "down", res={"msg": "Connection refused"}))

@@ -39,7 +39,7 @@ def demo(
     ),
     plain: bool = typer.Option(False, "--plain", help="Plain progress lines even on a terminal."),
 ) -> None:
-    """Boot lab hosts, audit, enforce, audit again; print the compliance summary and report path."""
+    """Boot lab hosts; audit, enforce, back up and restore, audit; print the summary and report."""
     import json
 
     from opsrunner.lab.core import Lab
@@ -67,19 +67,32 @@ def demo(
     records = []
     try:
         with Store.open(settings.store, state) as store:
-            for step, mode in (
-                ("audit (before)", "audit"),
-                ("enforce", "enforce"),
-                ("audit (after)", "audit"),
-            ):
-                typer.secho(f"== {step}: {mode} on every host", bold=True)
+            # Operate jobs (a backup, then a restore drill) sit between enforce and the final
+            # audit: backups are made on purpose, not by enforcing configuration.
+            steps = (
+                ("audit (before)", "audit", None),
+                ("enforce", "enforce", None),
+                ("operate backup", "operate", "backup"),
+                ("operate restore", "operate", "restore_test"),
+                ("audit (after)", "audit", None),
+            )
+            for step, mode, job in steps:
+                typer.secho(f"== {step}", bold=True)
                 try:
                     record = run(
-                        mode, lab.inventory_path, store=store, settings=settings, reporter=reporter
+                        mode,
+                        lab.inventory_path,
+                        store=store,
+                        settings=settings,
+                        reporter=reporter,
+                        job=job,
                     )
                 except RunError as exc:
                     typer.secho(f"{step}: {exc}", fg="red", err=True)
                     raise typer.Exit(1) from exc
+                if mode == "operate":
+                    typer.echo(f"{step:<16} run {record.ident} {record.status}")
+                    continue
                 records.append(record)
                 summary = json.loads(compliance_summary(store, record.ident, policy, as_json=True))
                 lines.append(_scores_line(step, summary) + f"  run {record.ident} {record.status}")

@@ -789,8 +789,8 @@ class Lab:
         if os.path.ismount(merged):
             subprocess.run(["umount", "-l", str(merged)], capture_output=True, check=False)
 
-    def _destroy_host(self, info: HostInfo, octet: int | None, *, requested: bool = False) -> None:
-        self._stop_host(info, requested=requested)
+    def _destroy_host(self, info: HostInfo, octet: int | None, *, hard: bool = False) -> None:
+        self._stop_host(info, hard=hard)
         self._umount(info.name)
         net.remove_host_net(self.name, info.name, info.index, octet)
         shutil.rmtree(self._hdir(info.name), ignore_errors=True)
@@ -811,10 +811,9 @@ class Lab:
         octet = st.octet if st else None
         if st is not None:
             stop_server(st.http_pid)
+            # The hosts' disks are thrown away: kill them rather than wait for a clean shutdown.
             for info in st.hosts:
-                self._request_stop(info)
-            for info in st.hosts:
-                self._destroy_host(info, octet, requested=True)
+                self._destroy_host(info, octet, hard=True)
                 removed.append(f"host {info.name}")
             inv = Path(st.inventory)
             with contextlib.suppress(FileNotFoundError):

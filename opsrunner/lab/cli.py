@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from opsrunner.lab.core import DEFAULT_LAB, HostSpec, Lab, all_labs, ssh_key
+from opsrunner.lab.image import prune_images
 from opsrunner.lab.net import LabError
 
 app = typer.Typer(
@@ -204,3 +205,18 @@ def down(
         except LabError as exc:
             raise _fail(exc) from exc
         console.print(f"lab {n}: down" + (f" ({len(removed)} items removed)" if removed else ""))
+
+
+@app.command()
+def prune() -> None:
+    """Delete cached lab images that neither the package list nor any lab uses."""
+    in_use = set()
+    for n in all_labs():
+        st = Lab(n).state()
+        if st is not None:
+            in_use.add(st.image_key)
+    removed = prune_images(in_use)
+    for p in removed:
+        console.print(f"removed {p}")
+    kept = ", ".join(sorted(in_use)) or "the current one"
+    console.print(f"{len(removed)} cache entries removed; images in use kept: {kept}")

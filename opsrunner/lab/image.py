@@ -215,3 +215,31 @@ def _unpack(img: Image) -> None:
     )
     shutil.rmtree(img.rootfs, ignore_errors=True)
     tmp.rename(img.rootfs)
+
+
+def prune_images(in_use: set[str]) -> list[Path]:
+    """Delete cached images other than the current one and those in ``in_use`` or mounted.
+
+    Returns the removed paths. A key still named in an overlay's lowerdir in /proc/mounts
+    is kept even if no lab state names it (a lab of another checkout may run on it).
+    """
+    base = cache_dir()
+    if not base.is_dir():
+        return []
+    mounts = Path("/proc/self/mounts").read_text()
+    keep = {image_key(), *in_use}
+    removed: list[Path] = []
+    with FileLock(str(base / "rootfs.lock")):
+        for p in sorted(base.iterdir()):
+            for prefix in ("rootfs-", "debs-"):
+                if not p.name.startswith(prefix):
+                    continue
+                key = p.name[len(prefix) :].split(".", 1)[0]
+                if key in keep or f"rootfs-{key}" in mounts:
+                    continue
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+                removed.append(p)
+    return removed

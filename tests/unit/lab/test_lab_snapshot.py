@@ -100,3 +100,24 @@ def test_image_key_follows_the_package_list(monkeypatch: pytest.MonkeyPatch) -> 
         assert needed in image.package_list()
     monkeypatch.setattr(image, "PACKAGES", (*image.PACKAGES, "tree"))
     assert image.image_key() != key
+
+
+def test_prune_keeps_the_current_and_used_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSRUNNER_CACHE_DIR", str(tmp_path))
+    current = image.image_key()
+    for key in (current, "usedbyalab00", "oldunused000"):
+        (tmp_path / f"rootfs-{key}").mkdir()
+        (tmp_path / f"rootfs-{key}.tar.zst").write_text("x")
+        (tmp_path / f"debs-{key}").mkdir()
+        (tmp_path / f"debs-{key}.Packages").write_text("x")
+    removed = image.prune_images({"usedbyalab00"})
+    assert sorted(p.name for p in removed) == [
+        "debs-oldunused000",
+        "debs-oldunused000.Packages",
+        "rootfs-oldunused000",
+        "rootfs-oldunused000.tar.zst",
+    ]
+    assert (tmp_path / f"rootfs-{current}").is_dir()
+    assert (tmp_path / "rootfs-usedbyalab00.tar.zst").is_file()

@@ -1,5 +1,4 @@
 """Read-only probe of local accounts against the roster (role account_cleanup, ACC-001..ACC-008)."""
-# ruff: noqa: PTH110, PTH112, PTH118, PTH120, PTH123, PTH207, PTH208
 # An Ansible module runs on the managed host in Ansible's os.path idiom, like the
 # project's plugins/ (where pyproject ignores PTH for the same reason).
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 # Ansible modules keep Ansible's os.path idiom, as plugins/** does (pyproject ignores PTH there).
-# ruff: noqa: PTH110, PTH112, PTH123, PTH208
 import os
 from typing import Any
 

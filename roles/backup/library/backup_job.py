@@ -1,8 +1,5 @@
 """Operate-mode jobs of the backup role: a full or incremental backup, or a restore drill."""
 
-# Ansible modules follow Ansible's os.path conventions (as plugins/** does in pyproject).
-# ruff: noqa: PTH103, PTH110, PTH113, PTH118
-
 from __future__ import annotations
 
 import json

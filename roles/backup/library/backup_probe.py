@@ -1,8 +1,5 @@
 """Read-only probe of the backup role: repositories, schedule, retention, restore record."""
 
-# Ansible modules follow Ansible's os.path conventions (as plugins/** does in pyproject).
-# ruff: noqa: PTH110, PTH116, PTH118
-
 from __future__ import annotations
 
 import json

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,7 @@ def demo(
         typer.echo(f"   {name:<8} {info.address:<15} {', '.join(info.groups)}")
     settings = config.load(None, inventory=str(lab.inventory_path))
     state = config.state_dir(settings)
+    _backup_secret(state)
     reporter = PlainReporter() if plain else for_terminal()
     lines: list[str] = []
     records = []
@@ -108,6 +111,24 @@ def demo(
     for line in lines:
         typer.echo(line)
     typer.secho(f"report: {report}", bold=True)
+
+
+def _backup_secret(state: Path) -> None:
+    """The demo's restic password: a random root-only file, named to the backup role by path.
+
+    The backup role reads the secret from the file `$OPSRUNNER_BACKUP_PASSWORD_FILE` names and
+    never from the environment itself (ansible-runner keeps the environment in its artifacts).
+    An operator's own setting wins.
+    """
+    if os.environ.get("OPSRUNNER_BACKUP_PASSWORD_FILE"):
+        return
+    secret = state / "secrets" / "demo-backup.pass"
+    if not secret.exists():
+        secret.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    os.environ["OPSRUNNER_BACKUP_PASSWORD_FILE"] = str(secret)
 
 
 def _write_report(

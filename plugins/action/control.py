@@ -110,7 +110,8 @@ class ActionModule(ActionBase):
                 f"opsrunner.compliance.control {control_id}: data must be a dict"
             )
         evidence = str(args.get("evidence") or "")
-        reason = str(args.get("reason") or error or "")
+        # An error names why the check broke; the fail reason a role templated does not apply.
+        reason = error if status == "error" else str(args.get("reason") or "")
         if status == "pass":
             reason = "remediated in this run" if remediated else ""
         elif status == "fail" and not reason:

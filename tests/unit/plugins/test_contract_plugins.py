@@ -68,6 +68,17 @@ def test_action_status(
         assert out["reason"]
 
 
+def test_an_error_reports_why_the_check_broke_not_the_fail_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = _act(
+        {"id": "VUL-003", "passed": False, "error": "feed unreachable", "reason": "no scan"},
+        check=True,
+        monkeypatch=monkeypatch,
+    )
+    assert (out["status"], out["reason"]) == ("error", "feed unreachable")
+
+
 def test_action_trims_evidence_and_requires_a_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
     out = _act(
         {"id": "X-001", "passed": True, "evidence": "e" * 2500, "data": {"k": 1}},

@@ -148,6 +148,7 @@ def _run(
     plain: bool,
     summary: bool,
     schedule_job: str | None,
+    emergency: str | None = None,
 ) -> None:
     from opsrunner.runner.progress import PlainReporter, for_terminal
     from opsrunner.runner.run import RunError, run
@@ -173,10 +174,11 @@ def _run(
                 limit=limit,
                 controls=_split(controls),
                 store=opened,
-                job=job or schedule_job,
+                job=job or schedule_job or ("emergency" if emergency else None),
                 settings=settings,
                 reporter=reporter,
                 tags=tags,
+                extravars=_emergency_vars(emergency),
             )
         except RunError as exc:
             raise _fail(str(exc)) from exc
@@ -207,6 +209,23 @@ PlainOpt = typer.Option(False, "--plain", help="Plain progress lines even on a t
 SummaryOpt = typer.Option(
     True, "--summary/--no-summary", help="Print the compliance summary at the end."
 )
+EmergencyOpt = typer.Option(
+    None,
+    "--emergency",
+    help="Enforce: patch outside the maintenance window / without notice, for this reason "
+    "(recorded on the run as job 'emergency' and by the patching role).",
+)
+
+
+def _emergency_vars(reason: str | None) -> dict[str, Any] | None:
+    """The patching role's emergency override (it refuses one without a reason)."""
+    if reason is None:
+        return None
+    if not reason.strip():
+        raise _fail("--emergency needs a reason")
+    return {"patching_emergency": True, "patching_emergency_reason": reason.strip()}
+
+
 ScheduleJobOpt = typer.Option(None, "--schedule-job", help="Record the run as this schedule job's.")
 
 
@@ -227,7 +246,10 @@ def _audit_like(mode: str) -> Any:
         plain: bool = PlainOpt,
         summary: bool = SummaryOpt,
         schedule_job: str | None = ScheduleJobOpt,
+        emergency: str | None = EmergencyOpt,
     ) -> None:
+        if emergency is not None and mode != "enforce":
+            raise _fail("--emergency goes with enforce only")
         _run(
             mode,
             job=None,
@@ -246,6 +268,7 @@ def _audit_like(mode: str) -> Any:
             plain=plain,
             summary=summary,
             schedule_job=schedule_job,
+            emergency=emergency,
         )
 
     command.__doc__ = {

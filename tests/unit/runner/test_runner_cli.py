@@ -163,3 +163,37 @@ def test_availability_from_samples(filled: dict[str, object]) -> None:
         "score", "--availability", "10m", "--fail-under", "99.9", "--config", str(cfg), *args
     )
     assert code == 1 and "host1 availability under 99.9%" in err
+
+
+def test_emergency_enforce_passes_the_override_and_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    # The package re-exports the function `run`, which hides the module of the same name.
+    run_module = importlib.import_module("opsrunner.runner.run")
+    seen: dict[str, object] = {}
+
+    def fake_run(mode: str, inventory: object, **kwargs: object) -> RunRecord:
+        seen.update(kwargs, mode=mode)
+        return RunRecord(
+            ident="20261128T000000Z-enforce-cafe0002",
+            mode=mode,
+            status="successful",
+            started_at=dt.datetime.now(dt.UTC),
+            job=str(kwargs.get("job") or ""),
+        )
+
+    monkeypatch.setattr(run_module, "run", fake_run)
+    args = ["--state-dir", str(tmp_path), "--no-summary"]
+    result = CliRunner().invoke(app, ["enforce", *args, "--emergency", "CVE-2026-41001 exploited"])
+    assert result.exit_code == 0, result.output
+    assert seen["mode"] == "enforce" and seen["job"] == "emergency"
+    assert seen["extravars"] == {
+        "patching_emergency": True,
+        "patching_emergency_reason": "CVE-2026-41001 exploited",
+    }
+    refused = CliRunner().invoke(app, ["audit", *args, "--emergency", "x"])
+    assert refused.exit_code != 0 and "enforce only" in refused.output
+    blank = CliRunner().invoke(app, ["enforce", *args, "--emergency", " "])
+    assert blank.exit_code != 0 and "needs a reason" in blank.output

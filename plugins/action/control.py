@@ -21,7 +21,7 @@ description:
     check mode (audit) drift means the host is not compliant (C(fail)); in
     enforce mode it means the task remediated the host (C(pass), C(remediated=true)).
 options:
-  id: {description: Control id from the policy, e.g. FW-001., required: true, type: str}
+  id: {description: "Control id from the policy, e.g. FW-001.", required: true, type: str}
   passed: {description: The check's verdict. Exclusive with drift., type: bool}
   drift:
     description: Whether the enforcing task reported a change. Exclusive with passed.

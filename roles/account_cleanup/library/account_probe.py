@@ -23,7 +23,7 @@ description:
 options:
   roster: {type: dict, required: true, description: opsrunner_roster (role_map and people).}
   groups: {type: list, elements: str, default: [all], description: The host's inventory groups.}
-  today: {type: str, required: true, description: Today's date (YYYY-MM-DD, UTC).}
+  today: {type: str, required: true, description: "Today's date (YYYY-MM-DD, UTC)."}
   deadline_days: {type: int, default: 1, description: Days after the end date to disable.}
   uid_min: {type: int, default: 1000, description: First uid of personal accounts.}
   allowed_accounts:

@@ -75,9 +75,7 @@ options:
     type: list
     elements: dict
     required: true
-    description: Backup sets (name
-    paths: null
-    pre_hook).: null
+    description: "Backup sets, each with name, paths and pre_hook."
   kind:
     type: str
     default: auto
@@ -93,9 +91,7 @@ options:
   retention:
     type: dict
     default: {}
-    description: keep_daily
-    keep_weekly: null
-    keep_monthly.: null
+    description: "Retention counts: keep_daily, keep_weekly, keep_monthly."
   offsite:
     type: bool
     default: true

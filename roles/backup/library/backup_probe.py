@@ -65,9 +65,7 @@ options:
   retention:
     type: dict
     required: true
-    description: keep_daily
-    keep_weekly: null
-    keep_monthly.: null
+    description: "Retention counts: keep_daily, keep_weekly, keep_monthly."
   check_read_data_subset:
     type: str
     default: ''

@@ -99,7 +99,7 @@ class Settings(_Model):
     waiver_max_days: dict[Severity, Annotated[int, Field(ge=1)]] = Field(
         description="The longest a waiver of a control of this severity may run."
     )
-    scoring_model: Literal["xccdf", "flat", "absolute"] = "xccdf"
+    scoring_model: Literal["xccdf", "flat", "flat_unweighted", "absolute"] = "xccdf"
 
     @model_validator(mode="after")
     def _complete(self) -> Settings:
@@ -465,10 +465,15 @@ class Waiver(_Model):
         return "pending" if self.approver is None else "active"
 
     def applies(self, host: str, groups: Collection[str], now: dt.datetime) -> bool:
-        """Whether this waiver covers the host at `now` (approved, started, not expired)."""
+        """Whether this waiver covers the host at `now`: approved by then, not yet expired.
+
+        A waiver counts from its approval, never from its request: a finding checked before
+        the approval stays a finding (scoring also compares the result's own time).
+        """
         return (
             self.status(now) == "active"
-            and now >= self.requested_at
+            and self.approved_at is not None
+            and now >= self.approved_at
             and self.scope.covers(host, groups)
         )
 

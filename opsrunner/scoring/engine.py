@@ -1,21 +1,29 @@
-"""Compliance scores as pure functions of (policy, results, host groups, now): no I/O here.
+"""Compliance scores as pure functions of (policy, results, fleet, now): no I/O here.
 
-Statuses per host x control come from the store; scoring adds `stale` (evidence older than the
-control's frequency allows) and, for the effective view, `waived`. What counts:
+docs/scoring.md states every rule below with worked numbers. In short:
 
-- `pass` (and `waived` in the effective view) passes;
-- `fail`, `error`, `unknown`, `stale` count and do not pass: unknown and stale never pass;
-- `notapplicable` and `notchecked` are left out of numerator and denominator.
+- Statuses per host x control come from the store; scoring adds `stale` (evidence older than
+  the control's frequency allows) and, in the effective view, `waived`.
+- `pass` (and `waived` in the effective view) passes; `fail`, `error`, `unknown`, `stale`
+  count and do not pass; `notapplicable` and `notchecked` are left out.
+- A waiver accepts a known finding: it turns `fail` into `waived` and nothing else, and only
+  for results checked between its approval and its expiry.
+- The fleet is the hosts given (the inventory); results of other hosts are `retired`.
+- Manual controls are scored once for the organisation (target `ORG`): they pass only with
+  an attestation valid at `now` and not older than their frequency allows.
+- A control is filed under its primary clause (the first it cites) in every figure: the
+  XCCDF tree, the chapter and the clause tables. Chapter counts add up to the total.
+- "all" combines the automated and the manual figure weighted by the summed weights of the
+  counted controls of each kind, each control once however many hosts it runs on, so the
+  share of manual controls does not shrink as the fleet grows.
 
-Manual controls are scored once for the organisation (target `ORG`): they pass only with an
-attestation valid at `now` and not older than their frequency allows.
-
-Models (weights: the policy's severity weight x the control's weight):
-- `xccdf` — XCCDF 1.2 default model: a rule scores 100 or 0; each group (target, chapter,
-  clause) scores the weighted mean of its children, groups weigh 1; the overall figure is the
-  mean over targets. A control sits under the first clause it cites.
-- `flat` — XCCDF flat model: points = sum of the weights of passing results, maximum = sum of
-  the weights of counted results; percent = points / maximum.
+Models (a rule's weight: the policy's severity weight x the control's weight):
+- `xccdf` — XCCDF 1.2 default model: a rule scores 100 or 0; a clause scores the weighted
+  mean of its rules, a chapter the mean of its clauses, a target the mean of its chapters;
+  the figure is the mean over targets.
+- `flat` — XCCDF flat model: sum of the weights of passing results / sum of the weights of
+  counted results.
+- `flat_unweighted` — XCCDF flat-unweighted model: passing results / counted results.
 - `absolute` — XCCDF absolute model: 100 when every counted result passes, else 0.
 """
 
@@ -28,14 +36,15 @@ from typing import Any, Protocol
 
 from opsrunner.store.records import ResultRecord
 
-MODELS = ("xccdf", "flat", "absolute")
+MODELS = ("xccdf", "flat", "flat_unweighted", "absolute")
 KINDS = ("automated", "manual", "all")
 VIEWS = ("raw", "effective")
 ORG = "(organisation)"
 PASSING = frozenset({"pass", "waived"})
 EXCLUDED = frozenset({"notapplicable", "notchecked"})
-# Waivers excuse a known shortfall; they cannot turn missing evidence into compliance.
-WAIVABLE = frozenset({"fail", "error", "stale"})
+# A waiver accepts a known finding. A broken check (`error`), missing evidence (`unknown`) or
+# old evidence (`stale`) is no finding to accept: they stay what they are in every view.
+WAIVABLE = frozenset({"fail"})
 
 
 class _Frequency(Protocol):
@@ -65,6 +74,8 @@ class _Waiver(Protocol):
     def id(self) -> str: ...
     @property
     def control(self) -> str: ...
+    @property
+    def approved_at(self) -> dt.datetime | None: ...
     def applies(self, host: str, groups: list[str], now: dt.datetime) -> bool: ...
 
 
@@ -128,7 +139,7 @@ class Item:
 
 @dataclasses.dataclass(frozen=True)
 class Figure:
-    """One score: points of a maximum, as a percent; None when nothing counted."""
+    """One score: points of a maximum, as a percent (None when nothing counted), and how."""
 
     model: str
     points: float
@@ -136,6 +147,7 @@ class Figure:
     percent: float | None
     counted: int
     passed: int
+    formula: str = ""
 
     def __str__(self) -> str:
         if self.percent is None:
@@ -156,7 +168,11 @@ class ScoreSet:
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
-    """Every figure of one scoring, plus the items they were computed from."""
+    """Every figure of one scoring, plus the items they were computed from.
+
+    `retired` names hosts that have results but are not in the scored fleet (no longer in the
+    inventory): they are listed, never scored.
+    """
 
     model: str
     as_of: dt.datetime
@@ -166,6 +182,7 @@ class Scores:
     by_chapter: Mapping[str, ScoreSet]
     by_clause: Mapping[str, ScoreSet]
     by_control: Mapping[str, ScoreSet]
+    retired: tuple[str, ...] = ()
 
     def failed(self, view: str = "effective") -> dict[str, int]:
         """Counted, not-passing items per severity."""
@@ -196,6 +213,38 @@ def _stale(control: _Control, at: dt.datetime | None, now: dt.datetime) -> bool:
     return at is not None and age is not None and now - at > age
 
 
+def _waiver_for(
+    policy: PolicyLike,
+    control_id: str,
+    host: str,
+    groups: list[str],
+    checked_at: dt.datetime | None,
+    now: dt.datetime,
+) -> str:
+    """The id of the waiver that accepts this finding, or "".
+
+    A waiver holds from its approval to its expiry, and only for results checked in that time:
+    a finding checked before the approval stays a finding until the next check.
+    """
+    if checked_at is None:
+        return ""
+    for waiver in policy.waivers:
+        approved = waiver.approved_at
+        if (
+            waiver.control == control_id
+            and approved is not None
+            and checked_at >= approved
+            and waiver.applies(host, groups, now)
+        ):
+            return waiver.id
+    return ""
+
+
+def retired_hosts(results: Iterable[ResultRecord], hosts: Mapping[str, Sequence[str]]) -> list[str]:
+    """Hosts with results that are not in the fleet (removed from the inventory)."""
+    return sorted({r.host for r in results} - set(hosts))
+
+
 def evaluate(
     policy: PolicyLike,
     results: Iterable[ResultRecord],
@@ -204,10 +253,11 @@ def evaluate(
     *,
     controls: Iterable[str] | None = None,
 ) -> list[Item]:
-    """One item per host x automated control in scope and one per manual control.
+    """One item per fleet host x automated control in scope and one per manual control.
 
-    `hosts` maps each host to its inventory groups; hosts seen only in results get no groups
-    (so only `applies_to: [all]` controls). A control in scope without any result is `unknown`.
+    `hosts` is the fleet: each host with its inventory groups. Results of other hosts are not
+    scored (see `retired_hosts`), nor are results checked after `now`. A control in scope
+    without any result is `unknown`.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware UTC time")
@@ -215,12 +265,12 @@ def evaluate(
     weights = policy.settings.severity_weights
     latest: dict[tuple[str, str], ResultRecord] = {}
     for result in results:
+        if result.host not in hosts or result.checked_at > now:
+            continue
         key = (result.host, result.control_id)
         if key not in latest or result.checked_at >= latest[key].checked_at:
             latest[key] = result
     groups_of = {host: list(groups) for host, groups in hosts.items()}
-    for host, _control in latest:
-        groups_of.setdefault(host, [])
 
     items: list[Item] = []
     for control in policy.controls:
@@ -266,16 +316,9 @@ def evaluate(
                     )
             effective, waiver = raw, ""
             if raw in WAIVABLE:
-                hit = next(
-                    (
-                        w
-                        for w in policy.waivers
-                        if w.control == control.id and w.applies(host, groups, now)
-                    ),
-                    None,
-                )
-                if hit is not None:
-                    effective, waiver = "waived", hit.id
+                waiver = _waiver_for(policy, control.id, host, groups, at, now)
+                if waiver:
+                    effective = "waived"
             items.append(
                 dataclasses.replace(
                     common,
@@ -329,26 +372,49 @@ def _manual(policy: PolicyLike, control: _Control, now: dt.datetime, common: Ite
 # -- models ------------------------------------------------------------------------------------
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}%"
+
+
+def _listed(values: Sequence[float], limit: int = 6) -> str:
+    shown = " + ".join(f"{v:.4g}" for v in values[:limit])
+    return shown + (f" + … ({len(values) - limit} more)" if len(values) > limit else "")
+
+
 def figure(items: Sequence[Item], model: str, view: str) -> Figure:
-    """Score a set of items with one model in one view."""
+    """Score a set of items of one kind (or any set, ignoring kinds) with one model, one view."""
     if model not in MODELS:
         raise ValueError(f"unknown scoring model {model!r} (choose {', '.join(MODELS)})")
     counted = [i for i in items if i.status(view) not in EXCLUDED]
     passed = [i for i in counted if i.status(view) in PASSING]
     if not counted:
-        return Figure(model, 0.0, 0.0, None, 0, 0)
-    if model == "flat":
-        points = sum(i.weight for i in passed)
-        maximum = sum(i.weight for i in counted)
+        return Figure(model, 0.0, 0.0, None, 0, 0, "nothing counted")
+    n, k = len(counted), len(passed)
+    if model in ("flat", "flat_unweighted"):
+        if model == "flat":
+            points = sum(i.weight for i in passed)
+            maximum = sum(i.weight for i in counted)
+            text = "Σ weight of passing / Σ weight of counted results"
+        else:
+            points, maximum = float(k), float(n)
+            text = "passing / counted results"
         percent = 100.0 * points / maximum if maximum else None
-        return Figure(model, points, maximum, percent, len(counted), len(passed))
+        formula = f"{text} = {points:g} / {maximum:g} = {_pct(percent)}"
+        return Figure(model, points, maximum, percent, n, k, formula)
     if model == "absolute":
-        ok = len(passed) == len(counted)
-        return Figure(
-            model, 1.0 if ok else 0.0, 1.0, 100.0 if ok else 0.0, len(counted), len(passed)
+        ok = k == n
+        formula = (
+            f"100 when every counted result passes, else 0: {k} of {n} pass → {100 if ok else 0}%"
         )
-    percent = _xccdf(counted, view)
-    return Figure(model, percent, 100.0, percent, len(counted), len(passed))
+        return Figure(model, 1.0 if ok else 0.0, 1.0, 100.0 if ok else 0.0, n, k, formula)
+    targets = _xccdf(counted, view)
+    percent = sum(targets) / len(targets)
+    formula = (
+        f"mean over {len(targets)} target(s) of their XCCDF default score "
+        f"(chapters' mean of clauses' mean of Σ weight x 0|100 / Σ weight of rules) = "
+        f"({_listed(targets)}) / {len(targets)} = {_pct(percent)}"
+    )
+    return Figure(model, percent, 100.0, percent, n, k, formula)
 
 
 def _weighted_mean(pairs: Sequence[tuple[float, float]]) -> float:
@@ -356,7 +422,8 @@ def _weighted_mean(pairs: Sequence[tuple[float, float]]) -> float:
     return sum(score * weight for score, weight in pairs) / total if total else 0.0
 
 
-def _xccdf(items: Sequence[Item], view: str) -> float:
+def _xccdf(items: Sequence[Item], view: str) -> list[float]:
+    """Each target's XCCDF default score, in target order."""
     # target -> chapter -> clause -> rule; a group's weight is 1, a rule's is its weight.
     tree: dict[str, dict[str, dict[str, list[Item]]]] = {}
     for item in items:
@@ -364,7 +431,7 @@ def _xccdf(items: Sequence[Item], view: str) -> float:
             item.clause, []
         ).append(item)
     target_scores = []
-    for chapters in tree.values():
+    for _target, chapters in sorted(tree.items()):
         chapter_scores = []
         for clauses in chapters.values():
             clause_scores = [
@@ -377,17 +444,76 @@ def _xccdf(items: Sequence[Item], view: str) -> float:
                 for rules in clauses.values()
             ]
             chapter_scores.append((_weighted_mean(clause_scores), 1.0))
-        target_scores.append((_weighted_mean(chapter_scores), 1.0))
-    return _weighted_mean(target_scores)
+        target_scores.append(_weighted_mean(chapter_scores))
+    return target_scores
+
+
+def _control_weight(items: Sequence[Item], model: str, view: str) -> float:
+    """Σ weight of the distinct controls counted at least once (each control once)."""
+    seen: dict[str, float] = {}
+    for item in items:
+        if item.status(view) not in EXCLUDED:
+            seen[item.control_id] = 1.0 if model == "flat_unweighted" else item.weight
+    return sum(seen.values())
+
+
+def combine(
+    automated: Figure,
+    manual: Figure,
+    weights: tuple[float, float],
+    model: str,
+) -> Figure:
+    """The "all" figure: automated and manual weighted by their controls' summed weights.
+
+    Each control weighs once however many hosts it is checked on, so the manual share of "all"
+    does not depend on the size of the fleet.
+    """
+    w_auto, w_manual = weights
+    counted = automated.counted + manual.counted
+    passed = automated.passed + manual.passed
+    if automated.percent is None or manual.percent is None:
+        only = manual if automated.percent is None else automated
+        name = "manual" if automated.percent is None else "automated"
+        return dataclasses.replace(
+            only, formula=f"{name} only ({only.formula})" if counted else "nothing counted"
+        )
+    if model == "absolute":
+        ok = automated.percent == 100.0 and manual.percent == 100.0
+        return Figure(
+            model,
+            1.0 if ok else 0.0,
+            1.0,
+            100.0 if ok else 0.0,
+            counted,
+            passed,
+            f"100 when automated and manual are both 100, else 0 → {100 if ok else 0}%",
+        )
+    total = w_auto + w_manual
+    percent = (automated.percent * w_auto + manual.percent * w_manual) / total if total else None
+    formula = (
+        f"(automated {_pct(automated.percent)} x {w_auto:g} + manual {_pct(manual.percent)} x "
+        f"{w_manual:g}) / {total:g} = {_pct(percent)}; {w_auto:g} and {w_manual:g} are the "
+        f"summed weights of the counted automated and manual controls, each control once"
+    )
+    if model == "xccdf":
+        points, maximum = percent or 0.0, 100.0
+    else:
+        points, maximum = (percent or 0.0) * total / 100.0, total
+    return Figure(model, points, maximum, percent, counted, passed, formula)
 
 
 def score_set(items: Sequence[Item], model: str) -> ScoreSet:
     """raw/effective x automated/manual/all figures of a set of items."""
     figures = {}
+    automated = [i for i in items if i.kind == "automated"]
+    manual = [i for i in items if i.kind == "manual"]
     for view in VIEWS:
-        for kind in KINDS:
-            subset = items if kind == "all" else [i for i in items if i.kind == kind]
-            figures[(view, kind)] = figure(subset, model, view)
+        a = figure(automated, model, view)
+        m = figure(manual, model, view)
+        figures[(view, "automated")] = a
+        figures[(view, "manual")] = m
+        weights = (_control_weight(automated, model, view), _control_weight(manual, model, view))
+        figures[(view, "all")] = combine(a, m, weights, model)
     return ScoreSet(figures)
 
 
@@ -400,6 +526,12 @@ def _model_name(policy: PolicyLike, model: str | None) -> str:
     return name
 
 
+def _clause_keys(item: Item) -> list[str]:
+    # The primary clause and its parents (4.2.1 -> 4.2, 4.2.1); the chapter is its own table.
+    parts = item.clause.split(".") if item.clause else []
+    return [".".join(parts[:n]) for n in range(2, len(parts) + 1)]
+
+
 def score(
     policy: PolicyLike,
     results: Iterable[ResultRecord],
@@ -409,8 +541,10 @@ def score(
     model: str | None = None,
     controls: Iterable[str] | None = None,
 ) -> Scores:
-    """Every figure: overall, per host, chapter, clause and control."""
+    """Every figure: overall, per host, chapter, clause and control; hosts not in the fleet
+    are listed as retired."""
     name = _model_name(policy, model)
+    results = list(results)
     items = evaluate(policy, results, hosts, now, controls=controls)
 
     def grouped(key: Any) -> dict[str, ScoreSet]:
@@ -420,24 +554,28 @@ def score(
                 buckets.setdefault(value, []).append(item)
         return {k: score_set(v, name) for k, v in sorted(buckets.items())}
 
-    def clause_keys(item: Item) -> list[str]:
-        # A control counts for every clause it cites and for their parents.
-        keys: set[str] = set()
-        for clause in item.clauses:
-            parts = clause.split(".")
-            keys.update(".".join(parts[:n]) for n in range(2, len(parts) + 1))
-        return sorted(keys)
-
     return Scores(
         model=name,
         as_of=now,
         items=tuple(items),
         overall=score_set(items, name),
         by_host=grouped(lambda i: [i.target]),
-        by_chapter=grouped(lambda i: sorted({_chapter(c) for c in i.clauses})),
-        by_clause=grouped(clause_keys),
+        by_chapter=grouped(lambda i: [i.chapter]),
+        by_clause=grouped(_clause_keys),
         by_control=grouped(lambda i: [i.control_id]),
+        retired=tuple(retired_hosts(results, hosts)),
     )
+
+
+def going_stale(now_scores: Scores, later: Scores) -> list[Item]:
+    """Items that count as passing now and are stale at the later time (what-if)."""
+    before = {(i.target, i.control_id): i for i in now_scores.items}
+    out = []
+    for item in later.items:
+        earlier = before.get((item.target, item.control_id))
+        if item.raw == "stale" and earlier is not None and earlier.raw != "stale":
+            out.append(item)
+    return sorted(out, key=lambda i: (i.target, i.control_id))
 
 
 # -- gates and explanations --------------------------------------------------------------------
@@ -467,16 +605,15 @@ def gate(
 
 
 def explain(scores: Scores, key: str) -> tuple[str, ScoreSet, list[Item]]:
-    """The figures behind a control id, clause number, chapter or host, and their items."""
+    """The figures behind a control id, clause number, chapter or host, and their items.
+
+    Clause and chapter use the same rule as their figures: a control under its primary clause.
+    """
     for label, table, match in (
         ("control", scores.by_control, lambda i: i.control_id == key),
         ("host", scores.by_host, lambda i: i.target == key),
-        (
-            "clause",
-            scores.by_clause,
-            lambda i: any(c == key or c.startswith(key + ".") for c in i.clauses),
-        ),
-        ("chapter", scores.by_chapter, lambda i: any(c.split(".")[0] == key for c in i.clauses)),
+        ("clause", scores.by_clause, lambda i: key in _clause_keys(i)),
+        ("chapter", scores.by_chapter, lambda i: i.chapter == key),
     ):
         if key in table:
             return label, table[key], [i for i in scores.items if match(i)]

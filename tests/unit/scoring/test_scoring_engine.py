@@ -151,18 +151,26 @@ def test_statuses_add_stale_unknown_and_waived() -> None:
 
 # Hand computation (weights: low 1, medium 2, high 3, critical 5):
 #  raw: h1 4.2.1 = (100*3 + 0*1)/4 = 75, 4.2.2 = 0 -> ch4 37.5; ch3 100 -> h1 68.75
-#       h2 4.2.1 = 0 (stale, unknown), 4.2.2 = 100 -> ch4 50 -> h2 50;  org 100
-#  effective: h1 4.2.2 = 100 -> ch4 87.5 -> h1 93.75
+#       h2 4.2.1 = 0 (stale, unknown), 4.2.2 = 100 -> ch4 50 -> h2 50  => automated 59.375
+#  effective: h1 4.2.2 = 100 -> ch4 87.5 -> h1 93.75                   => automated 71.875
+#  manual: TRN-001 attested -> 100.
+#  all = (automated x 11 + manual x 1) / 12: 11 and 1 are the summed weights of the counted
+#  automated controls (FW-001 3 + FW-002 2 + FW-003 1 + ACC-001 5) and manual (TRN-001 1),
+#  each control once however many hosts it runs on.
+#  flat automated: raw 10/17, effective 12/17.
 @pytest.mark.parametrize(
     ("model", "view", "kind", "percent"),
     [
-        ("xccdf", "raw", "all", (68.75 + 50 + 100) / 3),
+        ("xccdf", "raw", "all", (59.375 * 11 + 100) / 12),
         ("xccdf", "raw", "automated", (68.75 + 50) / 2),
         ("xccdf", "raw", "manual", 100.0),
-        ("xccdf", "effective", "all", (93.75 + 50 + 100) / 3),
-        ("flat", "raw", "all", 100 * 11 / 18),
+        ("xccdf", "effective", "all", (71.875 * 11 + 100) / 12),
+        ("flat", "raw", "all", (100 * 10 / 17 * 11 + 100) / 12),
         ("flat", "raw", "automated", 100 * 10 / 17),
-        ("flat", "effective", "all", 100 * 13 / 18),
+        ("flat", "effective", "all", (100 * 12 / 17 * 11 + 100) / 12),
+        ("flat_unweighted", "raw", "automated", 100 * 3 / 7),
+        ("flat_unweighted", "raw", "all", (100 * 3 / 7 * 4 + 100) / 5),
+        ("flat_unweighted", "effective", "automated", 100 * 4 / 7),
         ("absolute", "raw", "all", 0.0),
         ("absolute", "effective", "all", 0.0),
         ("absolute", "raw", "manual", 100.0),
@@ -177,7 +185,10 @@ def test_hand_computed_overall_scores(model: str, view: str, kind: str, percent:
 def test_flat_points_and_breakdowns() -> None:
     scores = score(POLICY, RESULTS, HOSTS, NOW, model="flat")
     overall = scores.overall.get("raw", "all")
-    assert (overall.points, overall.maximum, overall.counted, overall.passed) == (11.0, 18.0, 8, 4)
+    assert (overall.maximum, overall.counted, overall.passed) == (12.0, 8, 4)
+    assert overall.points == pytest.approx(10 / 17 * 11 + 1)
+    automated = scores.overall.get("raw", "automated")
+    assert (automated.points, automated.maximum) == (10.0, 17.0)
     assert scores.by_host["h1"].get("raw", "all").percent == pytest.approx(100 * 8 / 11)
     assert scores.by_host["h2"].get("raw", "all").percent == pytest.approx(100 * 2 / 6)
     assert scores.by_control["FW-001"].get("raw", "all").percent == pytest.approx(50.0)
@@ -191,7 +202,7 @@ def test_stale_evidence_lowers_the_score() -> None:
     stale = score(POLICY, RESULTS, HOSTS, NOW, model="flat").overall.get("raw", "all").percent
     now_fresh = score(POLICY, fresh, HOSTS, NOW, model="flat").overall.get("raw", "all").percent
     assert stale is not None and now_fresh is not None
-    assert now_fresh - stale == pytest.approx(100 * 3 / 18)
+    assert now_fresh - stale == pytest.approx(100 * 3 / 17 * 11 / 12)
 
 
 def test_unreachable_and_interrupted_results_never_pass() -> None:

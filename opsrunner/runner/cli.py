@@ -445,12 +445,41 @@ def runs_import(
 
 
 # -- score ---------------------------------------------------------------------------------------
+def parse_moment(text: str, now: dt.datetime) -> dt.datetime:
+    """An ISO 8601 date or time (naive means UTC) or an offset from now: +3d, -12h."""
+    raw = text.strip()
+    if raw[:1] in "+-" and raw[1:2].isdigit():
+        delta = parse_duration(raw[1:])
+        return now + delta if raw[0] == "+" else now - delta
+    try:
+        moment = dt.datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{text!r}: give an ISO 8601 date or time (2026-12-04, 2026-12-04T18:00+08:00; "
+            "naive means UTC) or an offset such as +3d"
+        ) from exc
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _fleet(settings: config.Settings, inventory: str | None) -> dict[str, list[str]]:
+    """The scored fleet: the inventory's hosts with their groups."""
+    from opsrunner.runner import scope as scoping
+
+    path = Path(inventory) if inventory else config.inventory(settings)
+    try:
+        return scoping.inventory_groups(path)
+    except scoping.ScopeError as exc:
+        raise _fail(f"{exc} (the scored fleet is the inventory's hosts: give --inventory)") from exc
+
+
 def score(
     run_key: str | None = typer.Option(
         None, "--run", help="Score one run (default: latest evidence per host x control)."
     ),
     model: str | None = typer.Option(
-        None, "--model", help="xccdf (XCCDF 1.2 default), flat or absolute."
+        None,
+        "--model",
+        help="xccdf (XCCDF 1.2 default), flat, flat_unweighted or absolute (docs/scoring.md).",
     ),
     view: str = typer.Option(
         "effective", "--view", help="raw (waivers ignored) or effective, for gates."
@@ -463,7 +492,15 @@ def score(
         None, "--max-failed", help="SEVERITY=N: at most N not passing (repeat)."
     ),
     explain: str | None = typer.Option(
-        None, "--explain", help="CONTROL, CLAUSE, CHAPTER or HOST: the figures and evidence."
+        None,
+        "--explain",
+        help="CONTROL, CLAUSE, CHAPTER or HOST: the figures with their formulas, and evidence.",
+    ),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        help="Score the latest evidence as of this time (2026-12-04, 2026-12-04T18:00+08:00, "
+        "+3d): what-if, e.g. which controls go stale by Friday. Not with --run.",
     ),
     policy_rev: str | None = typer.Option(
         None, "--policy-rev", help="Score under the policy at this git revision."
@@ -474,15 +511,22 @@ def score(
         help="Availability (7.1.1) per host over this period (e.g. 30d) from the daemon's scrapes.",
     ),
     as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    inventory: str | None = typer.Option(
+        None,
+        "--inventory",
+        "-i",
+        help="The fleet scored from latest evidence (default: the configured inventory); "
+        "hosts with evidence but not in it are listed as retired.",
+    ),
     store: str | None = StoreOpt,
     config_file: str | None = ConfigOpt,
     policy: str | None = PolicyOpt,
     state_dir: str | None = StateOpt,
 ) -> None:
     """Compliance scores: per host, chapter, clause and control; raw and effective; CI gates."""
-    from opsrunner.runner.summary import render_summary, run_scores, summary_json
+    from opsrunner.runner.summary import partial, render_summary, run_scores, summary_json
     from opsrunner.scoring import explain as explain_scores
-    from opsrunner.scoring import gate
+    from opsrunner.scoring import gate, going_stale
     from opsrunner.scoring import score as compute
     from opsrunner.store import RunRecord
 
@@ -490,38 +534,55 @@ def score(
     if availability:
         _availability(settings, parse_duration(availability), as_json, fail_under)
         return
+    if view not in ("raw", "effective"):
+        raise _fail(f"--view {view!r}: choose raw or effective")
+    if kind not in ("automated", "manual", "all"):
+        raise _fail(f"--kind {kind!r}: choose automated, manual or all")
+    if at and run_key:
+        raise _fail("--at scores the latest evidence at a time; a --run is scored as of its end")
     limits: dict[str, int] = {}
     for item in max_failed or []:
         name, _, number = item.partition("=")
         if name not in ("low", "medium", "high", "critical") or not number.isdigit():
             raise _fail(f"--max-failed {item!r}: give SEVERITY=N, e.g. critical=0")
         limits[name] = int(number)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        moment = parse_moment(at, now) if at else now
+    except typer.BadParameter as exc:
+        raise _fail(f"--at {exc}") from exc
     loaded = _load_policy(settings, policy_rev)
     chosen = model or settings.scoring_model
+    stale_by: list[Any] = []
+    scope = ""
     with _store(settings) as opened:
         if run_key:
             run = opened.get_run(run_key)
             assert run.id is not None
             hosts = opened.hosts(run.id)
+            scope = partial(run, loaded)
             try:
                 scores = run_scores(loaded, run, opened.results(run.id), hosts, model=chosen)
             except ValueError as exc:
                 raise _fail(str(exc)) from exc
         else:
-            now = dt.datetime.now(dt.UTC)
-            latest = opened.latest_results(as_of=now)
-            groups = opened.host_groups()
+            fleet = _fleet(settings, inventory)
+            latest = opened.latest_results(as_of=min(moment, now))
             try:
-                scores = compute(loaded, latest, groups, now, model=chosen)
+                scores = compute(loaded, latest, fleet, moment, model=chosen)
+                if moment > now:
+                    stale_by = going_stale(
+                        compute(loaded, latest, fleet, now, model=chosen), scores
+                    )
             except ValueError as exc:
                 raise _fail(str(exc)) from exc
             hosts = []
             run = RunRecord(
-                ident="latest-evidence",
+                ident="latest-evidence" if moment == now else f"latest-evidence-at-{at}",
                 mode="audit",
                 status="successful",
-                started_at=now,
-                ended_at=now,
+                started_at=moment,
+                ended_at=moment,
                 policy_digest=loaded.digest(),
             )
     if explain:
@@ -532,21 +593,37 @@ def score(
         typer.echo(f"{label} {explain} ({scores.model} model, as of {scores.as_of.isoformat()})")
         for (v, k), fig in sorted(figures.figures.items()):
             typer.echo(
-                f"  {v:<9} {k:<9} {fig!s:>7}  points {fig.points:g} / {fig.maximum:g}  "
-                f"counted {fig.counted}, passed {fig.passed}"
+                f"  {v:<9} {k:<9} {fig!s:>7}  counted {fig.counted}, passed {fig.passed}: "
+                f"{fig.formula}"
             )
         for i in sorted(items, key=lambda i: (i.target, i.control_id)):
             waived = f" waiver {i.waiver}" if i.waiver else ""
-            at = i.evidence_at.isoformat() if i.evidence_at else "never"
+            at_text = i.evidence_at.isoformat() if i.evidence_at else "never"
             typer.echo(
                 f"  {i.target:<16} {i.control_id:<9} w={i.weight:g} "
                 f"raw={i.raw:<8} eff={i.effective:<8}"
-                f"{waived} evidence {at} run {i.run_id or '-'}: {i.reason or i.evidence[:80]}"
+                f"{waived} evidence {at_text} run {i.run_id or '-'}: {i.reason or i.evidence[:80]}"
             )
     elif as_json:
-        typer.echo(json.dumps(summary_json(run, scores), indent=2, sort_keys=True))
+        data = summary_json(run, scores, scope)
+        if at:
+            data["stale_by"] = [
+                {"host": i.target, "control": i.control_id, "evidence_at": str(i.evidence_at)}
+                for i in stale_by
+            ]
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
-        typer.echo(render_summary(run, scores, hosts))
+        typer.echo(render_summary(run, scores, hosts, scope=scope))
+        if moment > now:
+            typer.echo(
+                f"{len(stale_by)} current result(s) will be stale by "
+                f"{moment.isoformat(timespec='minutes')} unless checked again:"
+            )
+            for i in stale_by:
+                typer.echo(
+                    f"  {i.target:<16} {i.control_id:<9} last evidence "
+                    f"{i.evidence_at.isoformat(timespec='minutes') if i.evidence_at else 'never'}"
+                )
     problems = gate(scores, fail_under=fail_under, max_failed=limits, view=view, kind=kind)
     for problem in problems:
         typer.echo(f"gate: {problem}", err=True)

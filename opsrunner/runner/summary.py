@@ -27,12 +27,23 @@ def run_scores(
     """Score one run's results as of its end (a re-render gives the same figures)."""
     as_of = run.ended_at or run.started_at
     groups = {h.host: list(h.groups) for h in hosts}
+    # A run that broke before it recorded its hosts still answers for the hosts it reported on.
+    for result in results:
+        groups.setdefault(result.host, [])
     # A run answers for the controls it covered (its results, unknown and notchecked included)
     # plus the manual ones, met by attestations as of its end; operate jobs only for their own.
     covered = set(run.controls) | {r.control_id for r in results}
     if run.mode != "operate":
         covered |= {c.id for c in policy.controls if c.kind == "manual"}
     return score(policy, results, groups, as_of, model=model, controls=sorted(covered))
+
+
+def partial(run: RunRecord, policy: PolicyLike) -> str:
+    """ "partial run: N of M controls" when --controls or --tags narrowed a run, else ""."""
+    if run.mode == "operate" or not run.controls:
+        return ""
+    total = sum(1 for c in policy.controls if c.kind == "automated")
+    return f"partial run: {len(run.controls)} of {total} automated controls"
 
 
 def _cell(figures: ScoreSet, view: str, kind: str) -> str:
@@ -72,10 +83,17 @@ def render_summary(
     hosts: Sequence[HostRecord] = (),
     *,
     width: int = 110,
+    scope: str = "",
 ) -> str:
-    """Plain text: the run, then scores overall, per host and per chapter, then what fails."""
+    """Plain text: the run, then scores overall, per host and per chapter, then what fails.
+
+    `scope` (from `partial`) is printed above every figure: a partial run's score covers only
+    the controls it ran.
+    """
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
     when = (run.ended_at or run.started_at).isoformat()
+    if scope:
+        console.print(f"{scope.upper()}: the figures below cover only these.", highlight=False)
     console.print(
         f"Run {run.ident}  mode {run.mode}{' ' + run.job if run.job else ''}  status {run.status}  "
         f"as of {when}",
@@ -92,7 +110,17 @@ def render_summary(
     for host in hosts:
         if not host.reachable:
             console.print(f"{host.host}: UNREACHABLE — {host.reason}", highlight=False)
+    if scores.retired:
+        console.print(
+            f"retired (not in the inventory, not scored): {', '.join(scores.retired)}",
+            highlight=False,
+        )
     console.print(_table("Overall", {"all hosts": scores.overall}, "scope"))
+    console.print(
+        f"{scores.model} model (docs/scoring.md). effective all = "
+        f"{scores.overall.get('effective', 'all').formula}",
+        highlight=False,
+    )
     console.print(_table("Per host", scores.by_host, "host"))
     console.print(_table("Per chapter", scores.by_chapter, "chapter"))
     failing = [
@@ -126,7 +154,7 @@ def render_summary(
     return output.getvalue()
 
 
-def summary_json(run: RunRecord, scores: Scores) -> dict[str, Any]:
+def summary_json(run: RunRecord, scores: Scores, scope: str = "") -> dict[str, Any]:
     """The same summary as data."""
 
     def figures(table: ScoreSet) -> dict[str, Any]:
@@ -136,6 +164,8 @@ def summary_json(run: RunRecord, scores: Scores) -> dict[str, Any]:
                 "points": f.points,
                 "maximum": f.maximum,
                 "counted": f.counted,
+                "passed": f.passed,
+                "formula": f.formula,
             }
             for (view, kind), f in table.figures.items()
         }
@@ -146,6 +176,8 @@ def summary_json(run: RunRecord, scores: Scores) -> dict[str, Any]:
         "mode": run.mode,
         "as_of": (run.ended_at or run.started_at).isoformat(),
         "model": scores.model,
+        "partial": scope,
+        "retired": list(scores.retired),
         "overall": figures(scores.overall),
         "hosts": {k: figures(v) for k, v in scores.by_host.items()},
         "chapters": {k: figures(v) for k, v in scores.by_chapter.items()},
@@ -168,10 +200,12 @@ def compliance_summary(
     assert run.id is not None
     results = store.results(run.id)
     hosts = store.hosts(run.id)
-    scores = run_scores(policy or load_policy(), run, results, hosts, model=model)
+    loaded = policy or load_policy()
+    scores = run_scores(loaded, run, results, hosts, model=model)
+    scope = partial(run, loaded)
     if as_json:
-        return json.dumps(summary_json(run, scores), indent=2, sort_keys=True)
-    return render_summary(run, scores, hosts)
+        return json.dumps(summary_json(run, scores, scope), indent=2, sort_keys=True)
+    return render_summary(run, scores, hosts, scope=scope)
 
 
 def as_of(run: RunRecord) -> dt.datetime:

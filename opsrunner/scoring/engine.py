@@ -568,7 +568,7 @@ def score(
 
 
 def going_stale(now_scores: Scores, later: Scores) -> list[Item]:
-    """Items that count as passing now and are stale at the later time (what-if)."""
+    """Items with current evidence now (passing or not) that are stale at the later time."""
     before = {(i.target, i.control_id): i for i in now_scores.items}
     out = []
     for item in later.items:

@@ -42,7 +42,16 @@ def filled(tmp_path: Path) -> dict[str, object]:
         run = store.finish_run(run.id, "successful", ended_at=end)
         scores = run_scores(policy, run, store.results(run.id), store.hosts(run.id), model="flat")
     args = ["--store", str(tmp_path / "opsrunner.db"), "--state-dir", str(tmp_path)]
-    return {"args": args, "run": run, "scores": scores, "fw": fw, "tmp": tmp_path}
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  children:\n    critical:\n      hosts:\n        host1:\n")
+    return {
+        "args": args,
+        "run": run,
+        "scores": scores,
+        "fw": fw,
+        "tmp": tmp_path,
+        "inventory": ["--inventory", str(inventory)],
+    }
 
 
 def _invoke(*argv: str) -> tuple[int, str, str]:
@@ -90,12 +99,57 @@ def test_score_explain_and_latest(filled: dict[str, object]) -> None:
     assert isinstance(args, list)
     fw = filled["fw"]
     assert isinstance(fw, list)
-    code, out, _ = _invoke("score", "--explain", fw[0], "--model", "flat", *args)
+    inventory = filled["inventory"]
+    assert isinstance(inventory, list)
+    code, out, _ = _invoke("score", "--explain", fw[0], "--model", "flat", *args, *inventory)
     assert code == 0 and "tcp/8080 open" in out and "raw=fail" in out
-    code, out, _ = _invoke("score", "--explain", "host1", *args)
+    # The formula with its numbers: one control on one host, failing.
+    assert "Σ weight of passing / Σ weight of counted results = 0 / " in out
+    code, out, _ = _invoke("score", "--explain", "host1", *args, *inventory)
     assert code == 0 and out.startswith("host host1")
-    code, _, err = _invoke("score", "--explain", "ZZZ-999", *args)
+    code, _, err = _invoke("score", "--explain", "ZZZ-999", *args, *inventory)
     assert code == 2 and "ZZZ-999" in err
+
+
+def test_score_latest_scores_the_inventory_and_lists_retired_hosts(
+    filled: dict[str, object],
+) -> None:
+    args, tmp = filled["args"], filled["tmp"]
+    assert isinstance(args, list) and isinstance(tmp, Path)
+    inventory = tmp / "other.yml"
+    inventory.write_text("all:\n  children:\n    critical:\n      hosts:\n        host2:\n")
+    code, out, _ = _invoke("score", "--json", "--inventory", str(inventory), *args)
+    data = json.loads(out)
+    assert code == 0 and data["retired"] == ["host1"]
+    assert list(data["hosts"]) == ["(organisation)", "host2"]
+    # host2 has no evidence at all: every automated control counts and none passes.
+    assert data["overall"]["raw/automated"]["percent"] == 0.0
+    code, _, err = _invoke("score", "--inventory", str(tmp / "absent.yml"), *args)
+    assert code == 2 and "absent.yml: inventory not found" in err
+
+
+def test_score_at_a_later_time_lists_what_goes_stale(filled: dict[str, object]) -> None:
+    args, inventory, fw = filled["args"], filled["inventory"], filled["fw"]
+    assert isinstance(args, list) and isinstance(inventory, list) and isinstance(fw, list)
+    code, out, _ = _invoke("score", "--at", "+40d", *args, *inventory)
+    assert code == 0
+    # Every firewall control is checked at least monthly: in 40 days all are stale.
+    assert f"{len(fw)} current result(s) will be stale by" in out
+    code, out, _ = _invoke("score", "--at", "+40d", "--json", *args, *inventory)
+    assert {e["control"] for e in json.loads(out)["stale_by"]} == set(fw)
+    code, _, err = _invoke("score", "--at", "friday", *args, *inventory)
+    assert code == 2 and "ISO 8601" in err
+    code, _, err = _invoke("score", "--at", "+1d", "--run", "x", *args)
+    assert code == 2 and "--at" in err
+
+
+def test_a_partial_run_says_so_above_its_figures(filled: dict[str, object]) -> None:
+    args, run, fw = filled["args"], filled["run"], filled["fw"]
+    assert isinstance(args, list) and isinstance(run, RunRecord) and isinstance(fw, list)
+    code, out, _ = _invoke("score", "--run", run.ident, *args)
+    total = sum(1 for c in load_policy(ROOT / "policy").controls if c.kind == "automated")
+    first = out.splitlines()[0]
+    assert first.startswith(f"PARTIAL RUN: {len(fw)} OF {total} AUTOMATED CONTROLS")
 
 
 def test_score_under_another_policy_revision(filled: dict[str, object]) -> None:

@@ -35,7 +35,9 @@ def run_scores(
     covered = set(run.controls) | {r.control_id for r in results}
     if run.mode != "operate":
         covered |= {c.id for c in policy.controls if c.kind == "manual"}
-    return score(policy, results, groups, as_of, model=model, controls=sorted(covered))
+    return score(
+        policy, results, groups, as_of, model=model, controls=sorted(covered), keep_filtered=True
+    )
 
 
 def partial(run: RunRecord, policy: PolicyLike) -> str:

@@ -252,12 +252,17 @@ def evaluate(
     now: dt.datetime,
     *,
     controls: Iterable[str] | None = None,
+    keep_filtered: bool = False,
 ) -> list[Item]:
     """One item per fleet host x automated control in scope and one per manual control.
 
     `hosts` is the fleet: each host with its inventory groups. Results of other hosts are not
     scored (see `retired_hosts`), nor are results checked after `now`. A control in scope
     without any result is `unknown`.
+
+    `notchecked` (filtered out of a run by --controls/--tags) says nothing about a host, so it
+    never hides an earlier result, and alone it is no evidence (`unknown`) — unless
+    `keep_filtered`, when one run is scored and its filtered-out controls are left out.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware UTC time")
@@ -267,8 +272,15 @@ def evaluate(
     for result in results:
         if result.host not in hosts or result.checked_at > now:
             continue
+        if result.status == "notchecked" and not keep_filtered:
+            continue
         key = (result.host, result.control_id)
-        if key not in latest or result.checked_at >= latest[key].checked_at:
+        held = latest.get(key)
+        # A real result beats any notchecked one; among equals the newest wins.
+        if held is None or (result.status != "notchecked", result.checked_at) >= (
+            held.status != "notchecked",
+            held.checked_at,
+        ):
             latest[key] = result
     groups_of = {host: list(groups) for host, groups in hosts.items()}
 
@@ -540,12 +552,13 @@ def score(
     *,
     model: str | None = None,
     controls: Iterable[str] | None = None,
+    keep_filtered: bool = False,
 ) -> Scores:
     """Every figure: overall, per host, chapter, clause and control; hosts not in the fleet
     are listed as retired."""
     name = _model_name(policy, model)
     results = list(results)
-    items = evaluate(policy, results, hosts, now, controls=controls)
+    items = evaluate(policy, results, hosts, now, controls=controls, keep_filtered=keep_filtered)
 
     def grouped(key: Any) -> dict[str, ScoreSet]:
         buckets: dict[str, list[Item]] = {}

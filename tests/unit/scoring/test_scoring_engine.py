@@ -219,7 +219,13 @@ def test_notapplicable_and_notchecked_are_left_out() -> None:
         _r("h1", "FW-003", "notchecked"),
     ]
     scores = score(
-        POLICY, results, {"h1": []}, NOW, model="flat", controls=["FW-001", "FW-002", "FW-003"]
+        POLICY,
+        results,
+        {"h1": []},
+        NOW,
+        model="flat",
+        controls=["FW-001", "FW-002", "FW-003"],
+        keep_filtered=True,
     )
     figure = scores.overall.get("raw", "automated")
     assert (figure.counted, figure.percent) == (1, 100.0)

@@ -201,3 +201,17 @@ def test_manual_items_live_under_the_organisation() -> None:
     scores = score(policy, [], {}, NOW, model="flat_unweighted")
     assert [i.target for i in scores.items] == [ORG]
     assert scores.overall.get("raw", "all").percent == 100.0
+
+
+# -- 3: a partial run never raises the fleet's figure --------------------------------------------
+def test_a_control_filtered_out_of_a_later_run_keeps_its_last_real_result() -> None:
+    yesterday = [_r("h1", "FW-001", "fail", 20 * HOUR), _r("h1", "FW-002", "pass", 20 * HOUR)]
+    tagged = [_r("h1", "FW-001", "notchecked", HOUR), _r("h1", "FW-002", "pass", HOUR)]
+    items = evaluate(POLICY, yesterday + tagged, {"h1": []}, NOW, controls=["FW-001", "FW-002"])
+    assert [(i.control_id, i.raw) for i in items] == [("FW-001", "fail"), ("FW-002", "pass")]
+    # Only ever filtered out: no evidence, so unknown in the fleet's figure ...
+    (only,) = evaluate(POLICY, tagged, {"h1": []}, NOW, controls=["FW-001"])
+    assert only.raw == "unknown"
+    # ... and left out only when one partial run is scored on its own.
+    (kept,) = evaluate(POLICY, tagged, {"h1": []}, NOW, controls=["FW-001"], keep_filtered=True)
+    assert kept.raw == "notchecked"

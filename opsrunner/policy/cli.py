@@ -16,7 +16,7 @@ from rich.table import Table
 
 from opsrunner.paths import project_root
 from opsrunner.policy import waivers as waiver_ops
-from opsrunner.policy.checks import coverage_problems, crosscheck_problems
+from opsrunner.policy.checks import coverage_problems, crosscheck_problems, inventory_problems
 from opsrunner.policy.loader import Policy, PolicyError, Problem, load_policy
 from opsrunner.policy.schema import render_schema
 from opsrunner.policy.trace import trace as trace_key
@@ -36,6 +36,13 @@ _POLICY_DIR = typer.Option(
 _ROLES_DIR = typer.Option(None, "--roles-dir", help="Roles directory (default: <project>/roles).")
 _HOSTS = typer.Option([], "--host", help="Host in scope (repeatable).")
 _GROUPS = typer.Option([], "--group", help="Inventory group in scope (repeatable).")
+_INVENTORY = typer.Option(
+    None,
+    "--inventory",
+    "-i",
+    help="Also check this Ansible inventory (YAML file or directory with group_vars/) "
+    "against the policy's tiers and groups.",
+)
 _DAYS = typer.Option(14, "--days", min=0, help="Look this many days ahead.")
 _OUTPUT = typer.Option(
     None,
@@ -112,14 +119,23 @@ def validate(
         "--coverage/--no-coverage",
         help="Check every leaf clause is covered or not applicable.",
     ),
+    inventory: Path | None = _INVENTORY,
 ) -> None:
-    """Validate the policy; print every problem as file:line: field: message and exit 1 if any."""
+    """Validate the policy; print every problem as file:line: field: message and exit 1 if any.
+
+    With --inventory, also check the inventory: every host in exactly one tier group, only
+    groups the policy names, no policy parameter set as an inventory variable.
+    """
     policy = _load(policy_dir)
     problems: list[Problem] = []
     if coverage:
         problems += coverage_problems(policy)
     if crosscheck:
         problems += crosscheck_problems(policy, _roles(roles_dir, policy))
+    inventory_summary: dict[str, Any] = {}
+    if inventory is not None:
+        found, inventory_summary = inventory_problems(policy, inventory)
+        problems += found
     if problems:
         _fail(problems)
     automated = sum(1 for c in policy.controls if c.kind == "automated")
@@ -129,6 +145,12 @@ def validate(
         f"{len(policy.parameters)} parameters, {len(policy.waivers)} waivers; "
         f"digest {policy.digest()}"
     )
+    if inventory is not None:
+        tiers = ", ".join(f"{tier} {n}" for tier, n in inventory_summary["tiers"].items())
+        typer.echo(
+            f"inventory valid: {inventory} — {inventory_summary['hosts']} hosts ({tiers}); "
+            f"groups {', '.join(inventory_summary['groups'])}"
+        )
 
 
 def _document(policy: Policy) -> dict[str, Any]:

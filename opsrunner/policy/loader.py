@@ -25,9 +25,12 @@ from opsrunner.policy.models import (
     Parameter,
     ParametersFile,
     Person,
+    Plan,
+    PlanFile,
     RegulationFile,
     RosterFile,
     Settings,
+    TargetsFile,
     Waiver,
     WaiversFile,
     Window,
@@ -45,6 +48,7 @@ _TOP_FILES = (
     "roster.yml",
     "waivers.yml",
     "attestations.yml",
+    "targets.yml",
 )
 _REQUIRED = ("policy.yml", "regulation.yml", "roster.yml")
 _MAX_FILES = 500
@@ -115,6 +119,8 @@ class Policy:
     locations: Mapping[str, Location] = field(repr=False)
     sources: Mapping[str, Located] = field(repr=False)
     canonical: str = field(repr=False)
+    plans: tuple[Plan, ...] = ()
+    targets: TargetsFile | None = None
 
     # -- lookups -----------------------------------------------------------------------------
     @property
@@ -235,7 +241,8 @@ def _plain(value: Any) -> Any:
 class _Collector:
     """Accumulates problems while the files are read, so one run reports all of them."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path) -> None:
+        self.root = root
         self.problems: list[Problem] = []
         self.located: dict[str, Located] = {}
 
@@ -246,6 +253,14 @@ class _Collector:
         self.problems.append(Problem(file, line, render_path(path), message))
 
     def read(self, path: Path, model: type[M]) -> M | None:
+        # A symlink out of the policy tree (controls/x.yml -> /etc/shadow) would print whatever
+        # the CI user can read into the CI log: refuse it by its own name, unread.
+        if not path.resolve().is_relative_to(self.root):
+            shown = str(path.absolute())
+            self.problems.append(
+                Problem(shown, 1, "", "a symlink leaving the policy directory is refused (unread)")
+            )
+            return None
         name = display_path(path)
         try:
             located = load_file(path)
@@ -284,7 +299,7 @@ def load_policy(path: Path | None = None) -> Policy:
     is ever returned.
     """
     root = (path or default_policy_dir()).resolve()
-    out = _Collector()
+    out = _Collector(root)
     if not root.is_dir():
         raise PolicyError([Problem(display_path(root), 1, "", "policy directory does not exist")])
 
@@ -310,6 +325,7 @@ def load_policy(path: Path | None = None) -> Policy:
     windows_file = top("windows.yml", WindowsFile) or WindowsFile()
     waivers_file = top("waivers.yml", WaiversFile) or WaiversFile()
     attest_file = top("attestations.yml", AttestationsFile) or AttestationsFile()
+    targets = top("targets.yml", TargetsFile)
 
     control_files = sorted((root / "controls").glob("*.yml"))
     param_files = sorted((root / "parameters").glob("*.yml"))
@@ -317,6 +333,16 @@ def load_policy(path: Path | None = None) -> Policy:
         raise PolicyError(
             [Problem(display_path(root), 1, "", f"more than {_MAX_FILES} policy files")]
         )
+    plan_files = sorted((root / "plans").glob("*.yml"))
+    if len(control_files) + len(param_files) + len(plan_files) > _MAX_FILES:
+        raise PolicyError(
+            [Problem(display_path(root), 1, "", f"more than {_MAX_FILES} policy files")]
+        )
+    plans: list[tuple[str, Plan]] = []
+    for plan_file in plan_files:
+        loaded_plan = out.read(plan_file, PlanFile)
+        if loaded_plan:
+            plans.append((display_path(plan_file), loaded_plan.plan))
     if not control_files:
         out.add(display_path(root / "controls"), (), "no controls/*.yml files", line=1)
     controls: list[tuple[str, int, Control]] = []
@@ -463,8 +489,24 @@ def load_policy(path: Path | None = None) -> Policy:
                 if user is not None and user not in users:
                     out.add(f_wai, ("waivers", i, fname), f"{user!r} is not on the roster")
 
-    # Attestations: manual controls only, by people on the roster.
+    # Attestations: manual controls only, by people on the roster, each id once.
+    attestation_ids: set[str] = set()
     for i, attestation in enumerate(attest_file.attestations):
+        if attestation.id is not None:
+            if attestation.id in attestation_ids:
+                out.add(
+                    f_att,
+                    ("attestations", i, "id"),
+                    f"attestation {attestation.id} is listed twice",
+                )
+            attestation_ids.add(attestation.id)
+            locations[f"attestation:{attestation.id}"] = at(f_att, ("attestations", i))
+        if roster and attestation.revoked_by is not None and attestation.revoked_by not in users:
+            out.add(
+                f_att,
+                ("attestations", i, "revoked_by"),
+                f"{attestation.revoked_by!r} is not on the roster",
+            )
         target = by_id.get(attestation.control)
         if target is None:
             if controls_complete:
@@ -485,6 +527,32 @@ def load_policy(path: Path | None = None) -> Policy:
                 ("attestations", i, "attested_by"),
                 f"{attestation.attested_by!r} is not on the roster",
             )
+
+    # Emergency plans (5.1): one per grade, tiers of policy.yml, people on the roster.
+    grades: dict[int, str] = {}
+    plan_ids: set[str] = set()
+    for file, plan in plans:
+        locations[f"plan:{plan.id}"] = at(file, ("plan",))
+        if plan.id in plan_ids:
+            out.add(file, ("plan", "id"), f"plan {plan.id} is defined twice")
+        plan_ids.add(plan.id)
+        if plan.grade in grades:
+            out.add(file, ("plan", "grade"), f"grade {plan.grade} already has {grades[plan.grade]}")
+        grades.setdefault(plan.grade, plan.id)
+        if settings:
+            for j, tier in enumerate(plan.tiers):
+                if tier not in settings.tiers:
+                    out.add(file, ("plan", "tiers", j), f"{tier!r} is not a tier of policy.yml")
+        if roster:
+            named: list[tuple[Path_, str]] = [
+                (("plan", "owner"), plan.owner),
+                (("plan", "approved_by"), plan.approved_by),
+            ]
+            for j, role in enumerate(plan.roles):
+                named += [(("plan", "roles", j, "people", k), u) for k, u in enumerate(role.people)]
+            for where_, user in named:
+                if user not in users:
+                    out.add(file, where_, f"{user!r} is not on the roster")
 
     if out.problems:
         raise PolicyError(out.problems)
@@ -507,6 +575,9 @@ def load_policy(path: Path | None = None) -> Policy:
             "roster": roster.model_dump(mode="json"),
             "waivers": waivers_file.model_dump(mode="json"),
             "attestations": attest_file.model_dump(mode="json"),
+            # Only when present, so a policy without them keeps the digest it had.
+            **({"plans": [p.model_dump(mode="json") for _, p in plans]} if plans else {}),
+            **({"targets": targets.model_dump(mode="json")} if targets else {}),
         },
         sort_keys=True,
         ensure_ascii=False,
@@ -526,4 +597,6 @@ def load_policy(path: Path | None = None) -> Policy:
         locations=MappingProxyType(locations),
         sources=MappingProxyType(out.located),
         canonical=canonical,
+        plans=tuple(sorted((p for _, p in plans), key=lambda p: p.grade)),
+        targets=targets,
     )

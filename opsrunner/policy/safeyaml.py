@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,10 @@ MAX_FILE_BYTES = 2 * 1024 * 1024
 # nodes. Both are bounded.
 MAX_ALIASES = 100
 MAX_NODES = 200_000
+# PyYAML composes and we build recursively: bound the nesting long before Python's own limit.
+MAX_DEPTH = 64
+# Keys echoed in messages: a file that fails to parse is shown by a short, escaped excerpt only.
+MAX_KEY_SHOWN = 40
 
 _STD = "tag:yaml.org,2002:"
 _ALLOWED_TAGS = frozenset(
@@ -58,14 +63,28 @@ class Located:
         return 1
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+
+def _shown_key(key: object) -> str:
+    """A key as a message may show it: plain names as they are, anything else short and escaped."""
+    text = str(key)
+    if _PLAIN_KEY.match(text) and len(text) <= MAX_KEY_SHOWN:
+        return text
+    cut = text[:MAX_KEY_SHOWN]
+    escaped = cut.encode("unicode_escape").decode("ascii").replace("'", "\\'")
+    return f"['{escaped}{'…' if len(text) > len(cut) else ''}']"
+
+
 def render_path(path: Path_) -> str:
-    """('controls', 3, 'severity') -> 'controls[3].severity'."""
+    """('controls', 3, 'severity') -> 'controls[3].severity'; odd keys short and escaped."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            shown = _shown_key(part)
+            out += shown if shown.startswith("[") else ("." if out else "") + shown
     return out
 
 
@@ -80,6 +99,7 @@ class _CountingLoader(Reader, Scanner, Parser, Composer, SafeConstructor, Resolv
         SafeConstructor.__init__(self)
         Resolver.__init__(self)
         self.alias_count = 0
+        self.depth = 0
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -87,7 +107,14 @@ class _CountingLoader(Reader, Scanner, Parser, Composer, SafeConstructor, Resolv
             if self.alias_count > MAX_ALIASES:
                 mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise YamlProblem(mark.line + 1, "", f"more than {MAX_ALIASES} YAML aliases")
-        node: Node | None = super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise YamlProblem(mark.line + 1, "", f"nested more than {MAX_DEPTH} levels deep")
+            node: Node | None = super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
         return node
 
 

@@ -173,3 +173,45 @@ def test_a_missing_directory_is_a_problem(tmp_path: Path) -> None:
 def test_models_are_frozen(minimal: Policy) -> None:
     with pytest.raises(Exception, match="frozen"):
         minimal.control("ACX-001").severity = "low"  # type: ignore[misc]
+
+
+def _copy_minimal(tmp_path: Path) -> Path:
+    target = tmp_path / "policy"
+    shutil.copytree(MINIMAL, target)
+    return target
+
+
+def test_a_symlink_out_of_the_policy_tree_is_refused_unread(tmp_path: Path) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$y$SECRETCANARY:19000:0:99999:7:::\n")
+    policy = _copy_minimal(tmp_path)
+    (policy / "controls" / "x.yml").symlink_to(secret)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(policy)
+    text = str(caught.value)
+    assert "SECRETCANARY" not in text and "root:" not in text
+    assert "controls/x.yml:1: a symlink leaving the policy directory is refused" in text
+    # A symlink that stays inside the tree is an ordinary file.
+    (policy / "controls" / "x.yml").unlink()
+    (policy / "controls" / "x.yml").symlink_to(policy / "controls" / "training.yml")
+    with pytest.raises(PolicyError, match="already defined"):
+        load_policy(policy)
+
+
+def test_deep_nesting_is_a_problem_with_a_line_not_a_traceback(tmp_path: Path) -> None:
+    policy = _copy_minimal(tmp_path)
+    (policy / "controls" / "deep.yml").write_text("controls: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(policy)
+    assert "deep.yml:1: nested more than 64 levels deep" in str(caught.value)
+
+
+def test_an_unknown_key_is_echoed_short_and_escaped(tmp_path: Path) -> None:
+    policy = _copy_minimal(tmp_path)
+    key = "root:$y$j9T$" + "A" * 200 + "\u202e"
+    (policy / "controls" / "odd.yml").write_text(f'"{key}": 1\ncontrols: []\n')
+    with pytest.raises(PolicyError) as caught:
+        load_policy(policy)
+    text = str(caught.value)
+    assert "A" * 41 not in text and "\u202e" not in text
+    assert "odd.yml:1: ['root:$y$j9T$AAAA" in text and "…']: unknown field" in text

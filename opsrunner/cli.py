@@ -9,6 +9,7 @@ from opsrunner.demo import demo
 from opsrunner.lab.cli import app as lab_app
 from opsrunner.policy.cli import app as policy_app
 from opsrunner.policy.cli import waiver_app
+from opsrunner.reports.cli import register as register_reports
 from opsrunner.runner.cli import register as register_runner
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(policy_app, name="policy")
 app.add_typer(waiver_app, name="waiver")
 register_runner(app)
+register_reports(app)
 app.command("demo")(demo)
 
 

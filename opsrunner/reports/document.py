@@ -1,0 +1,568 @@
+"""The canonical report document of one stored run: every format is rendered from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from opsrunner import __version__
+from opsrunner.runner.summary import run_scores
+from opsrunner.scoring import KINDS, VIEWS, Figure, Item, Scores, ScoreSet, score_set
+from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
+
+SCHEMA_VERSION = "1.0"
+PASSING = frozenset({"pass", "waived"})
+EXCLUDED = frozenset({"notapplicable", "notchecked"})
+# Worse statuses first: a list of problems reads from the gravest.
+STATUS_ORDER = (
+    "fail",
+    "error",
+    "unknown",
+    "stale",
+    "waived",
+    "pass",
+    "notapplicable",
+    "notchecked",
+)
+DEFAULT_GRADES = (("A", 90.0), ("B", 80.0), ("C", 70.0), ("D", 60.0))
+EXPIRING_DAYS = 30
+TREND_RUNS = 12
+FINISHED = ("successful", "failed", "timeout", "canceled", "interrupted")
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def failing(status: str) -> bool:
+    """Counted and not passing."""
+    return status not in PASSING and status not in EXCLUDED
+
+
+def _formula(fig: Figure, view: str, kind: str) -> str:
+    given = getattr(fig, "formula", None)
+    if isinstance(given, str) and given:
+        return given
+    pct = "n/a" if fig.percent is None else f"{fig.percent:.2f}%"
+    which = (
+        "waivers ignored"
+        if view == "raw"
+        else "a valid waiver turns fail into waived, which passes"
+    )
+    scope = {"automated": "automated controls", "manual": "manual controls"}.get(kind, "all")
+    head = f"{view} ({which}), {scope}: {fig.passed} of {fig.counted} counted results pass; "
+    if fig.model == "flat":
+        return head + (
+            f"flat = Σ weight(passing) / Σ weight(counted) = {fig.points:g} / {fig.maximum:g}"
+            f" = {pct}"
+        )
+    if fig.model == "flat_unweighted":
+        return head + f"flat unweighted = passing / counted = {fig.passed} / {fig.counted} = {pct}"
+    if fig.model == "absolute":
+        return head + f"absolute = 100 when every counted result passes, else 0 = {pct}"
+    return head + (
+        "XCCDF default = mean over hosts (and the organisation for manual controls) of the mean"
+        " of their chapters, each the mean of its clauses, each the weighted mean of its rules"
+        f" (100 or 0; weight = severity weight \u00d7 control weight) = {pct}"
+    )
+
+
+def figures(table: ScoreSet) -> dict[str, dict[str, dict[str, Any]]]:
+    """raw/effective x automated/manual/all as plain data, each with its formula."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for view in VIEWS:
+        out[view] = {}
+        for kind in KINDS:
+            fig = table.get(view, kind)
+            out[view][kind] = {
+                "percent": _round(fig.percent),
+                "points": _round(fig.points),
+                "maximum": _round(fig.maximum),
+                "counted": fig.counted,
+                "passed": fig.passed,
+                "formula": _formula(fig, view, kind),
+            }
+    return out
+
+
+def grade_of(percent: float | None, grades: Sequence[tuple[str, float]]) -> str:
+    """The letter of a percentage: the first threshold it reaches, else F."""
+    if percent is None:
+        return "-"
+    for letter, minimum in grades:
+        if percent >= minimum:
+            return letter
+    return "F"
+
+
+def _grades(policy: Any) -> tuple[tuple[str, float], ...]:
+    # The policy may name its own thresholds (settings.grades: {A: 90, …}); else the defaults.
+    given = getattr(policy.settings, "grades", None) or getattr(
+        policy.settings, "grade_thresholds", None
+    )
+    if isinstance(given, Mapping) and given:
+        pairs = sorted(((str(k), float(v)) for k, v in given.items()), key=lambda p: -p[1])
+        return tuple(pairs)
+    return DEFAULT_GRADES
+
+
+@dataclasses.dataclass
+class Report:
+    """The canonical document: plain data (JSON-ready), built once per run."""
+
+    data: dict[str, Any]
+
+    def to_json(self) -> str:
+        """Reproducible JSON: sorted keys, ASCII only (bidi and control characters escaped)."""
+        return json.dumps(self.data, indent=1, sort_keys=True, ensure_ascii=True) + "\n"
+
+    # Convenience views used by the renderers.
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+
+def _counts(items: Iterable[Item], view: str = "effective") -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        status = item.status(view)
+        counts[status] = counts.get(status, 0) + 1
+    return {s: counts[s] for s in STATUS_ORDER if s in counts} | {
+        s: n for s, n in sorted(counts.items()) if s not in STATUS_ORDER
+    }
+
+
+def _sort_key_percent(percent: float | None) -> float:
+    return 101.0 if percent is None else percent
+
+
+def _waiver_rows(policy: Any, as_of: dt.datetime, used: Mapping[str, int]) -> list[dict[str, Any]]:
+    rows = []
+    for w in sorted(policy.waivers, key=lambda w: (w.expires_at, w.id)):
+        status = w.status(as_of) if hasattr(w, "status") else "active"
+        if status == "active" and w.approved_at is not None and as_of < w.approved_at:
+            status = "pending"
+        days_left = (w.expires_at - as_of).total_seconds() / 86400
+        rows.append(
+            {
+                "id": w.id,
+                "control": w.control,
+                "hosts": list(w.scope.hosts),
+                "groups": list(w.scope.groups),
+                "justification": w.justification,
+                "requester": w.requester,
+                "approver": w.approver or "",
+                "approved_at": _iso(w.approved_at),
+                "requested_at": _iso(w.requested_at),
+                "expires_at": _iso(w.expires_at),
+                "ticket": w.ticket,
+                "status": status,
+                "days_left": round(days_left, 1),
+                "expiring_soon": status == "active" and days_left <= EXPIRING_DAYS,
+                "results_waived": used.get(w.id, 0),
+            }
+        )
+    return rows
+
+
+def _attestation_rows(policy: Any, as_of: dt.datetime) -> list[dict[str, Any]]:
+    rows = []
+    for a in sorted(policy.attestations, key=lambda a: (a.control, a.attested_at)):
+        if a.attested_at > as_of:
+            status = "future"
+        elif as_of >= a.valid_until:
+            status = "expired"
+        else:
+            status = "valid"
+        days_left = (a.valid_until - as_of).total_seconds() / 86400
+        rows.append(
+            {
+                "control": a.control,
+                "attested_by": a.attested_by,
+                "attested_at": _iso(a.attested_at),
+                "valid_until": _iso(a.valid_until),
+                "evidence_file": a.evidence.file,
+                "evidence_sha256": a.evidence.sha256,
+                "note": a.note,
+                "status": status,
+                "days_left": round(days_left, 1),
+                "expiring_soon": status == "valid" and days_left <= EXPIRING_DAYS,
+            }
+        )
+    return rows
+
+
+def _run_row(run: RunRecord) -> dict[str, Any]:
+    stats = run.stats or {}
+    return {
+        "ident": run.ident,
+        "id": run.id,
+        "mode": run.mode,
+        "job": run.job,
+        "status": run.status,
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
+        "user": run.user,
+        "controller": run.controller,
+        "inventory": run.inventory,
+        "limit": run.limit,
+        "controls": list(run.controls),
+        "policy_commit": run.policy_commit,
+        "policy_digest": run.policy_digest,
+        "playbook": run.playbook,
+        "rc": run.rc,
+        "reason": run.reason,
+        "late": run.late,
+        # The runner records disruptive approvals and emergencies in the run's stats/job.
+        "disruptive": bool(stats.get("disruptive", False)) if isinstance(stats, dict) else False,
+        "emergency": run.job == "emergency",
+    }
+
+
+def _changes(
+    before: Sequence[Item] | None, now: Sequence[Item], limit_run: str | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "previous_run": limit_run,
+        "newly_failing": [],
+        "fixed": [],
+        "regressed": [],
+    }
+    if before is None:
+        return out
+    old = {(i.target, i.control_id): i.effective for i in before}
+    rank = {s: n for n, s in enumerate(reversed(STATUS_ORDER))}
+    for item in now:
+        prev = old.get((item.target, item.control_id))
+        cur = item.effective
+        if prev is None or prev == cur:
+            continue
+        row = {"host": item.target, "control": item.control_id, "before": prev, "after": cur}
+        if prev in PASSING and failing(cur):
+            out["newly_failing"].append(row)
+        elif failing(prev) and cur in PASSING:
+            out["fixed"].append(row)
+        elif failing(prev) and failing(cur) and rank.get(cur, 0) > rank.get(prev, 0):
+            out["regressed"].append(row)
+    return out
+
+
+def _previous_runs(store: Store, run: RunRecord) -> list[RunRecord]:
+    earlier = [
+        r
+        for r in store.list_runs(limit=200, mode=run.mode)
+        if r.status in FINISHED
+        and r.id != run.id
+        and (r.ended_at or r.started_at) <= (run.ended_at or run.started_at)
+        and r.job == run.job
+    ]
+    earlier.sort(key=lambda r: (r.ended_at or r.started_at, r.id or 0), reverse=True)
+    return earlier[: TREND_RUNS - 1]
+
+
+def build(
+    store: Store,
+    policy: Any,
+    run_key: int | str = "latest",
+    *,
+    model: str | None = None,
+) -> Report:
+    """The report of one stored run (or the newest finished audit with `latest`)."""
+    run = resolve_run(store, run_key)
+    assert run.id is not None
+    results = store.results(run.id)
+    hosts = store.hosts(run.id)
+    scores = run_scores(policy, run, results, hosts, model=model)
+    previous = _previous_runs(store, run)
+    trend: list[dict[str, Any]] = []
+    before_items: Sequence[Item] | None = None
+    for n, past in enumerate(previous):
+        assert past.id is not None
+        past_scores = run_scores(
+            policy, past, store.results(past.id), store.hosts(past.id), model=model
+        )
+        if n == 0:
+            before_items = past_scores.items
+        trend.append(_trend_point(past, past_scores))
+    trend.reverse()
+    trend.append(_trend_point(run, scores))
+    return assemble(
+        policy,
+        run,
+        results,
+        hosts,
+        scores,
+        trend=trend,
+        before=before_items,
+        previous=previous[0].ident if previous else None,
+    )
+
+
+def resolve_run(store: Store, run_key: int | str) -> RunRecord:
+    """A run by id/ident, or `latest`: the newest finished audit (else any finished run)."""
+    if str(run_key) != "latest":
+        return store.get_run(run_key)
+    runs = [r for r in store.list_runs(limit=50) if r.status in FINISHED]
+    audits = [r for r in runs if r.mode == "audit"]
+    chosen = (audits or runs)[:1]
+    if not chosen:
+        from opsrunner.store import StoreError
+
+        raise StoreError("no finished run in the store")
+    return chosen[0]
+
+
+def _trend_point(run: RunRecord, scores: Scores) -> dict[str, Any]:
+    return {
+        "run": run.ident,
+        "ended_at": _iso(run.ended_at or run.started_at),
+        "raw": _round(scores.overall.get("raw", "all").percent),
+        "effective": _round(scores.overall.get("effective", "all").percent),
+    }
+
+
+def assemble(
+    policy: Any,
+    run: RunRecord,
+    results: Sequence[ResultRecord],
+    hosts: Sequence[HostRecord],
+    scores: Scores,
+    *,
+    trend: Sequence[Mapping[str, Any]] = (),
+    before: Sequence[Item] | None = None,
+    previous: str | None = None,
+) -> Report:
+    """The document from a run, its results and hosts, and their scores (no I/O)."""
+    as_of = scores.as_of
+    grades = _grades(policy)
+    items = scores.items
+    by_key = {(r.host, r.control_id): r for r in results}
+    controls = {c.id: c for c in policy.controls}
+    clause_of = {c.number: c for c in policy.clauses}
+    host_rec = {h.host: h for h in hosts}
+
+    overall = figures(scores.overall)
+    eff_all = scores.overall.get("effective", "all").percent
+
+    # per host
+    items_by_host: dict[str, list[Item]] = {}
+    items_by_control: dict[str, list[Item]] = {}
+    items_by_owner: dict[str, list[Item]] = {}
+    for item in items:
+        items_by_host.setdefault(item.target, []).append(item)
+        items_by_control.setdefault(item.control_id, []).append(item)
+        control = controls.get(item.control_id)
+        owner = control.owner if control is not None else ""
+        items_by_owner.setdefault(owner, []).append(item)
+
+    host_rows: list[dict[str, Any]] = []
+    for name, table in scores.by_host.items():
+        rec = host_rec.get(name)
+        these = items_by_host.get(name, [])
+        eff = table.get("effective", "all").percent
+        host_rows.append(
+            {
+                "host": name,
+                "groups": list(rec.groups) if rec else [],
+                "reachable": rec.reachable if rec else True,
+                "reason": rec.reason if rec else "",
+                "retired": bool(getattr(rec, "retired", False))
+                or any(bool(getattr(i, "retired", False)) for i in these[:1]),
+                "organisation": rec is None and all(i.kind == "manual" for i in these),
+                "grade": grade_of(eff, grades),
+                "scores": figures(table),
+                "counts": _counts(these),
+                "failing": sum(1 for i in these if failing(i.effective)),
+            }
+        )
+    host_rows.sort(
+        key=lambda h: (
+            _sort_key_percent(h["scores"]["effective"]["all"]["percent"]),
+            -h["failing"],
+            h["host"],
+        )
+    )
+
+    # per control
+    control_rows: list[dict[str, Any]] = []
+    for control in policy.controls:
+        if control.id not in scores.by_control:
+            continue
+        these = items_by_control.get(control.id, [])
+        table = scores.by_control[control.id]
+        control_rows.append(
+            {
+                "id": control.id,
+                "title": control.title,
+                "description": control.description,
+                "kind": control.kind,
+                "severity": control.severity,
+                "weight": control.weight,
+                "owner": control.owner,
+                "role": control.role or "",
+                "task_prefix": control.prefix if hasattr(control, "prefix") else control.id,
+                "frequency": str(control.frequency),
+                "clauses": list(control.source),
+                "applies_to": list(control.applies_to),
+                "evidence_required": control.evidence_required or "",
+                "scores": figures(table),
+                "counts": _counts(these),
+                "failing": sum(1 for i in these if failing(i.effective)),
+                "failing_weight": round(sum(i.weight for i in these if failing(i.effective)), 2),
+            }
+        )
+    worst_controls = [
+        c["id"]
+        for c in sorted(
+            (c for c in control_rows if c["failing"]),
+            key=lambda c: (-c["failing_weight"], -c["failing"], c["id"]),
+        )
+    ]
+
+    chapter_rows: list[dict[str, Any]] = []
+    for number, table in scores.by_chapter.items():
+        clause = clause_of.get(number)
+        chapter_rows.append(
+            {
+                "number": number,
+                "heading": (clause.heading or "") if clause else "",
+                "heading_zh": (clause.heading_zh or "") if clause else "",
+                "scores": figures(table),
+            }
+        )
+    chapter_rows.sort(key=lambda c: _clause_sort(c["number"]))
+
+    owner_rows = [
+        {
+            "owner": owner,
+            "controls": sorted({i.control_id for i in these}),
+            "scores": figures(score_set(these, scores.model)),
+            "failing": sum(1 for i in these if failing(i.effective)),
+        }
+        for owner, these in sorted(items_by_owner.items())
+    ]
+
+    groups: dict[str, list[Item]] = {}
+    group_hosts: dict[str, set[str]] = {}
+    for name, these in items_by_host.items():
+        rec = host_rec.get(name)
+        for group in rec.groups if rec else ():
+            groups.setdefault(group, []).extend(these)
+            group_hosts.setdefault(group, set()).add(name)
+    group_rows = [
+        {
+            "group": group,
+            "hosts": len(group_hosts[group]),
+            "scores": figures(score_set(these, scores.model)),
+            "failing": sum(1 for i in these if failing(i.effective)),
+        }
+        for group, these in sorted(groups.items())
+    ]
+
+    clause_rows = []
+    for clause in policy.clauses:
+        cited = sorted(c.id for c in policy.controls if clause.number in c.source)
+        clause_table = scores.by_clause.get(clause.number)
+        clause_rows.append(
+            {
+                "number": clause.number,
+                "heading": clause.heading or "",
+                "heading_zh": clause.heading_zh or "",
+                "text": clause.text,
+                "not_applicable": clause.not_applicable or "",
+                "controls": cited,
+                "scores": figures(clause_table) if clause_table is not None else None,
+            }
+        )
+
+    result_rows = []
+    waived_by: dict[str, int] = {}
+    stale_rows = []
+    for item in items:
+        found = by_key.get((item.target, item.control_id))
+        if item.waiver:
+            waived_by[item.waiver] = waived_by.get(item.waiver, 0) + 1
+        row = {
+            "host": item.target,
+            "control": item.control_id,
+            "kind": item.kind,
+            "severity": item.severity,
+            "weight": item.weight,
+            "clause": item.clause,
+            "chapter": item.chapter,
+            "raw": item.raw,
+            "effective": item.effective,
+            "reason": item.reason,
+            "evidence": item.evidence,
+            "evidence_at": _iso(item.evidence_at),
+            "evidence_sha256": found.evidence_sha256 if found else "",
+            "evidence_truncated": found.evidence_truncated if found else False,
+            "task": found.task if found else "",
+            "waiver": item.waiver,
+            "run": item.run_id,
+        }
+        result_rows.append(row)
+        if item.raw == "stale":
+            stale_rows.append(
+                {
+                    "host": item.target,
+                    "control": item.control_id,
+                    "evidence_at": _iso(item.evidence_at),
+                    "reason": item.reason,
+                }
+            )
+
+    regulation = getattr(policy, "regulation", None)
+    data: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "generator": f"opsrunner {__version__}",
+        "as_of": _iso(as_of),
+        "policy": {
+            "name": policy.settings.name,
+            "version": policy.settings.version,
+            "regulation_title": getattr(regulation, "title", ""),
+            "regulation_title_zh": getattr(regulation, "title_zh", ""),
+            "commit": run.policy_commit,
+            "digest": run.policy_digest,
+            "model": scores.model,
+            "grades": [{"grade": g, "min": m} for g, m in grades],
+            "expiring_days": EXPIRING_DAYS,
+        },
+        "run": _run_row(run),
+        "grade": grade_of(eff_all, grades),
+        "scores": overall,
+        "failed_by_severity": scores.failed("effective"),
+        "totals": {
+            "hosts": sum(1 for h in host_rows if not h["organisation"]),
+            "controls": len(control_rows),
+            "results": len(result_rows),
+            "raw": _counts(items, "raw"),
+            "effective": _counts(items, "effective"),
+        },
+        "trend": [dict(t) for t in trend],
+        "changes": _changes(before, items, previous),
+        "chapters": chapter_rows,
+        "owners": owner_rows,
+        "groups": group_rows,
+        "hosts": host_rows,
+        "controls": control_rows,
+        "worst_controls": worst_controls,
+        "clauses": clause_rows,
+        "results": result_rows,
+        "stale": stale_rows,
+        "waivers": _waiver_rows(policy, as_of, waived_by),
+        "attestations": _attestation_rows(policy, as_of),
+    }
+    return Report(data)
+
+
+def _clause_sort(number: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in number.split("."))

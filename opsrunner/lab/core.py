@@ -85,6 +85,7 @@ VOLATILE: tuple[str, ...] = (
     "root/.bash_history",
     "run",
 )
+_VAR_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"))
 SSH_READY_TIMEOUT = 90.0
 #: ansible.cfg's (and molecule's base config's) ssh control_path_dir.
@@ -154,6 +155,8 @@ class LabState(BaseModel):
     http_pid: int | None = None
     inventory: str
     hosts: tuple[HostInfo, ...] = ()
+    #: Site variables for every host (``all: vars`` of the inventory), see ``set_inventory_vars``.
+    inventory_vars: dict[str, str | int | bool] = {}
 
 
 @dataclass(frozen=True)
@@ -552,6 +555,7 @@ class Lab:
                     "ansible_python_interpreter": "/usr/bin/python3",
                     "opsrunner_lab": self.name,
                     "opsrunner_lab_repo_url": f"http://{net.bridge_address(st.octet)}:{st.port}",
+                    **st.inventory_vars,
                 },
                 "hosts": {h.name: {"ansible_host": h.address} for h in st.hosts},
                 "children": groups,
@@ -565,6 +569,26 @@ class Lab:
         )
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
+
+    def set_inventory_vars(self, values: dict[str, str | int | bool]) -> Path:
+        """Add site variables for every host to the lab's inventory (kept across ``up``).
+
+        For settings a site keeps in its inventory, e.g. ``vulnerability_scan_feed_mirror`` naming
+        a feed published on the lab's web root. Policy parameters cannot be set this way (the
+        policy's vars plugin wins over inventory variables); connection variables and the lab's
+        own are refused. Returns the inventory path.
+        """
+        st = self._require_state()
+        for name in values:
+            if not _VAR_NAME.fullmatch(name) or name.startswith(("ansible_", "opsrunner_")):
+                raise LabError(
+                    f"inventory variable {name!r}: not a plain site variable "
+                    "(ansible_* and opsrunner_* belong to the lab)"
+                )
+        st = st.model_copy(update={"inventory_vars": {**st.inventory_vars, **values}})
+        self._save(st)
+        self._write_inventory(st)
+        return Path(st.inventory)
 
     # -- use -------------------------------------------------------------
     def ssh_args(self, host: str, connect_timeout: int = 5) -> list[str]:

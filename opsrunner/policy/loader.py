@@ -22,6 +22,7 @@ from opsrunner.policy.models import (
     Control,
     ControlsFile,
     Notice,
+    NotificationsFile,
     Parameter,
     ParametersFile,
     Person,
@@ -49,6 +50,7 @@ _TOP_FILES = (
     "waivers.yml",
     "attestations.yml",
     "targets.yml",
+    "notifications.yml",
 )
 _REQUIRED = ("policy.yml", "regulation.yml", "roster.yml")
 _MAX_FILES = 500
@@ -121,6 +123,7 @@ class Policy:
     canonical: str = field(repr=False)
     plans: tuple[Plan, ...] = ()
     targets: TargetsFile | None = None
+    notifications: NotificationsFile = field(default_factory=NotificationsFile)
 
     # -- lookups -----------------------------------------------------------------------------
     @property
@@ -326,6 +329,7 @@ def load_policy(path: Path | None = None) -> Policy:
     waivers_file = top("waivers.yml", WaiversFile) or WaiversFile()
     attest_file = top("attestations.yml", AttestationsFile) or AttestationsFile()
     targets = top("targets.yml", TargetsFile)
+    notifications = top("notifications.yml", NotificationsFile)
 
     control_files = sorted((root / "controls").glob("*.yml"))
     param_files = sorted((root / "parameters").glob("*.yml"))
@@ -554,6 +558,14 @@ def load_policy(path: Path | None = None) -> Policy:
                 if user not in users:
                     out.add(file, where_, f"{user!r} is not on the roster")
 
+    if notifications is not None:
+        _check_notifications(
+            out,
+            display_path(root / "notifications.yml"),
+            notifications,
+            users if roster else None,
+        )
+
     if out.problems:
         raise PolicyError(out.problems)
     if (
@@ -578,6 +590,9 @@ def load_policy(path: Path | None = None) -> Policy:
             # Only when present, so a policy without them keeps the digest it had.
             **({"plans": [p.model_dump(mode="json") for _, p in plans]} if plans else {}),
             **({"targets": targets.model_dump(mode="json")} if targets else {}),
+            **(
+                {"notifications": notifications.model_dump(mode="json")} if notifications else {}
+            ),
         },
         sort_keys=True,
         ensure_ascii=False,
@@ -599,4 +614,51 @@ def load_policy(path: Path | None = None) -> Policy:
         canonical=canonical,
         plans=tuple(sorted((p for _, p in plans), key=lambda p: p.grade)),
         targets=targets,
+        notifications=notifications or NotificationsFile(),
     )
+
+
+def _check_notifications(
+    out: _Collector,
+    file: str,
+    notes: NotificationsFile,
+    users: set[str] | None,
+) -> None:
+    """notifications.yml: people on the roster, channels and departments that exist."""
+    emails = [n for n, c in notes.channels.items() if c.type == "email"]
+    for name, dept in notes.departments.items():
+        for k, user in enumerate(dept.people):
+            if users is not None and user not in users:
+                out.add(file, ("departments", name, "people", k), f"{user!r} is not on the roster")
+        for k, channel in enumerate(dept.channels):
+            if channel not in notes.channels:
+                out.add(file, ("departments", name, "channels", k), f"no channel {channel!r}")
+            elif notes.channels[channel].type == "email":
+                out.add(
+                    file,
+                    ("departments", name, "channels", k),
+                    f"{channel!r} is an e-mail channel; list addresses under emails",
+                )
+    for i, route in enumerate(notes.routes):
+        for k, dept_name in enumerate(route.departments):
+            if dept_name not in notes.departments:
+                out.add(file, ("routes", i, "departments", k), f"no department {dept_name!r}")
+        for k, user in enumerate(route.people):
+            if users is not None and user not in users:
+                out.add(file, ("routes", i, "people", k), f"{user!r} is not on the roster")
+        for k, channel in enumerate(route.channels):
+            if channel not in notes.channels:
+                out.add(file, ("routes", i, "channels", k), f"no channel {channel!r}")
+        if route.email_channel is not None:
+            if route.email_channel not in emails:
+                out.add(
+                    file,
+                    ("routes", i, "email_channel"),
+                    f"no e-mail channel {route.email_channel!r}",
+                )
+        elif (route.departments or route.people) and len(emails) != 1:
+            out.add(
+                file,
+                ("routes", i, "email_channel"),
+                f"name the e-mail channel ({len(emails)} defined)",
+            )

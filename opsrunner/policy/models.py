@@ -492,34 +492,337 @@ class Evidence(_Model):
 
     file: Text
     sha256: Sha256
+    size: int | None = Field(default=None, ge=0, description="Size in bytes when attested.")
 
 
 class Attestation(_Model):
-    """A manual control met by a person, with evidence, until a date."""
+    """A manual control met by a person, with evidence, until a date (or until revoked)."""
 
+    id: Annotated[str, StringConstraints(pattern=r"^ATT-\d{4}-\d{3}$")] | None = Field(
+        default=None, description="ATT-<year>-<nnn>; `opsrunner attest` numbers every record."
+    )
     control: ControlId
     attested_by: UserName
     attested_at: UtcDatetime
     evidence: Evidence
+    more_evidence: list[Evidence] = Field(
+        default_factory=list, description="Further evidence files beside the first."
+    )
     valid_until: UtcDatetime
     note: str = ""
     scope: Scope | None = None
+    revoked_at: UtcDatetime | None = None
+    revoked_by: UserName | None = None
+    revoke_reason: str | None = None
 
     @model_validator(mode="after")
     def _order(self) -> Attestation:
         if self.valid_until <= self.attested_at:
             raise ValueError("@valid_until: valid_until is not after attested_at")
+        revocation = (self.revoked_at, self.revoked_by, self.revoke_reason)
+        if any(v is not None for v in revocation) and not all(v for v in revocation):
+            raise ValueError("@revoked_at: revoked_at, revoked_by and revoke_reason go together")
+        if self.revoked_at is not None and self.revoked_at < self.attested_at:
+            raise ValueError("@revoked_at: revoked_at is before attested_at")
         return self
 
+    @property
+    def evidence_files(self) -> tuple[Evidence, ...]:
+        """Every evidence file of the record, the first one first."""
+        return (self.evidence, *self.more_evidence)
+
+    def revoked(self, now: dt.datetime) -> bool:
+        """Whether the attestation was revoked at or before `now`."""
+        return self.revoked_at is not None and self.revoked_at <= now
+
     def valid_at(self, now: dt.datetime) -> bool:
-        """Whether the attestation holds at `now`."""
-        return self.attested_at <= now < self.valid_until
+        """Whether the attestation holds at `now`: attested, not expired, not revoked."""
+        return self.attested_at <= now < self.valid_until and not self.revoked(now)
 
 
 class AttestationsFile(_Model):
     """attestations.yml."""
 
     attestations: list[Attestation] = Field(default_factory=list)
+
+
+# --- plans/*.yml and targets.yml (chapters 5 and 7) --------------------------------------------
+
+ScenarioKind = Literal["system_failure", "data_loss", "network_attack"]
+SCENARIOS: tuple[ScenarioKind, ...] = ("system_failure", "data_loss", "network_attack")
+IndicatorName = Literal[
+    "availability", "performance", "data_accuracy", "security_incidents", "satisfaction"
+]
+INDICATORS: tuple[IndicatorName, ...] = (
+    "availability",
+    "performance",
+    "data_accuracy",
+    "security_incidents",
+    "satisfaction",
+)
+
+
+class PlanRole(_Model):
+    """Who does what during an emergency (5.1.1 roles)."""
+
+    role: Text
+    duty: Text
+    people: list[UserName] = Field(min_length=1)
+
+
+class Scenario(_Model):
+    """What the plan does for one kind of emergency (5.1.1: the three scenario kinds)."""
+
+    detection: Text
+    steps: list[Text] = Field(min_length=1)
+    recovery_target: Text
+
+
+class Revision(_Model):
+    """One change to the plan, and the drill or incident that asked for it (5.2.2)."""
+
+    date: dt.date
+    change: Text
+    reason: str = ""
+
+
+class Plan(_Model):
+    """An emergency plan for one grade of systems (5.1.1, 5.1.2)."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^PLAN-[A-Z0-9-]{1,16}$")]
+    title: Text
+    grade: Annotated[int, Field(ge=1, le=4)] = Field(
+        description="1 is the most important systems; set from importance and risk (5.1.2)."
+    )
+    tiers: list[Name] = Field(min_length=1, description="Tiers (policy.yml) this grade covers.")
+    owner: UserName
+    approved_by: UserName
+    last_reviewed: dt.date
+    review_every_days: int = Field(default=365, ge=1, le=730)
+    response_minutes: int = Field(gt=0, description="Longest time from report to first action.")
+    escalate_minutes: int = Field(gt=0, description="Report upward when unresolved this long.")
+    resolve_hours: float = Field(gt=0, description="Target time to resolve an incident.")
+    process: list[Text] = Field(min_length=1)
+    roles: list[PlanRole] = Field(min_length=1)
+    resources: list[Text] = Field(min_length=1)
+    scenarios: dict[ScenarioKind, Scenario]
+    revisions: list[Revision] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Plan:
+        missing = [s for s in SCENARIOS if s not in self.scenarios]
+        if missing:
+            raise ValueError(f"@scenarios: the plan lacks {', '.join(missing)}")
+        return self
+
+    def review_due(self) -> dt.date:
+        """The date by which the plan must be reviewed again."""
+        return self.last_reviewed + dt.timedelta(days=self.review_every_days)
+
+
+class PlanFile(_Model):
+    """plans/<grade>.yml: one emergency plan."""
+
+    plan: Plan
+
+
+class Indicator(_Model):
+    """One indicator of 7.1.1 and its target (7.1.2)."""
+
+    description: Text
+    unit: Text
+    target: float
+    better: Literal["higher", "lower"]
+
+    def met(self, value: float) -> bool:
+        """Whether a measured value meets the target."""
+        return value >= self.target if self.better == "higher" else value <= self.target
+
+
+class SupportTarget(_Model):
+    """Response and resolution targets of one ticket complexity (6.3.2)."""
+
+    first_response_minutes: float = Field(gt=0)
+    resolve_hours: float = Field(gt=0)
+
+
+class Grade(_Model):
+    """A grade of the period assessment: the least it takes to earn it."""
+
+    grade: Annotated[str, StringConstraints(pattern=r"^[A-Z]$")]
+    min_indicators_met: int = Field(ge=0, le=5)
+    min_compliance: float = Field(ge=0, le=100)
+
+
+class TargetsFile(_Model):
+    """targets.yml: the indicators' targets (7.1.2), support targets (6.3.2) and grades."""
+
+    indicators: dict[IndicatorName, Indicator]
+    support: dict[Literal["simple", "complex"], SupportTarget]
+    grades: list[Grade] = Field(min_length=1, description="Best first; the last is the floor.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> TargetsFile:
+        missing = [i for i in INDICATORS if i not in self.indicators]
+        if missing:
+            raise ValueError(f"@indicators: targets.yml lacks {', '.join(missing)}")
+        for kind in ("simple", "complex"):
+            if kind not in self.support:
+                raise ValueError(f"@support: targets.yml lacks support.{kind}")
+        return self
+
+
+# --- notifications.yml (3.1.3, 3.4, 5.3.1) ----------------------------------------------------
+
+MessageKind = Literal["notice", "alert", "change"]
+MESSAGE_KINDS: tuple[MessageKind, ...] = ("notice", "alert", "change")
+SecretName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+EmailAddress = Annotated[
+    str, StringConstraints(pattern=r"^[^@\s<>\"',;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+]
+HttpUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")]
+
+
+class EmailChannel(_Model):
+    """E-mail over SMTP: STARTTLS and authentication; the password is a secret's name."""
+
+    type: Literal["email"]
+    host: Text
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = Field(True, description="Upgrade with STARTTLS before authenticating.")
+    ca_file: str | None = Field(
+        default=None, description="CA bundle that signs the server's certificate (default: system)."
+    )
+    sender: EmailAddress
+    username: str | None = None
+    password_secret: SecretName | None = Field(
+        default=None, description="Name of the SMTP password in the secrets file."
+    )
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _auth(self) -> EmailChannel:
+        if (self.username is None) != (self.password_secret is None):
+            raise ValueError("@password_secret: username and password_secret go together")
+        if self.password_secret is not None and not self.starttls:
+            raise ValueError("@starttls: a password is never sent without STARTTLS")
+        return self
+
+
+class WebhookChannel(_Model):
+    """HTTP POST of an Alertmanager-like JSON body, signed with HMAC-SHA256."""
+
+    type: Literal["webhook"]
+    url: HttpUrl
+    hmac_secret: SecretName = Field(description="Name of the HMAC key in the secrets file.")
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+
+
+class ChatChannel(_Model):
+    """A chat group robot: DingTalk, WeCom (企业微信) or Feishu/Lark."""
+
+    type: Literal["dingtalk", "wecom", "feishu"]
+    base_url: HttpUrl | None = Field(
+        default=None, description="The robot API's base URL (default: the vendor's public one)."
+    )
+    token_secret: SecretName = Field(
+        description="Name of the robot's access token / key / hook id in the secrets file."
+    )
+    sign_secret: SecretName | None = Field(
+        default=None, description="DingTalk and Feishu: name of the signing secret."
+    )
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _sign(self) -> ChatChannel:
+        if self.type == "wecom" and self.sign_secret is not None:
+            raise ValueError("@sign_secret: WeCom robots do not sign requests")
+        return self
+
+
+NotifyChannel = Annotated[
+    EmailChannel | WebhookChannel | ChatChannel, Field(discriminator="type")
+]
+
+
+class Department(_Model):
+    """Who a department is for notices: roster people, mailing addresses and chat groups."""
+
+    description: str = ""
+    people: list[UserName] = Field(default_factory=list, description="Roster users (their email).")
+    emails: list[EmailAddress] = Field(default_factory=list)
+    channels: list[Name] = Field(
+        default_factory=list, description="Webhook or chat channels that reach the department."
+    )
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Department:
+        if not (self.people or self.emails or self.channels):
+            raise ValueError("a department names at least one person, address or channel")
+        return self
+
+
+class Route(_Model):
+    """Who receives which messages: kinds × host groups × severities → recipients."""
+
+    kinds: list[MessageKind] = Field(min_length=1)
+    groups: list[Name] = Field(
+        default_factory=lambda: ["all"], description="Host groups the message concerns."
+    )
+    severities: list[Severity] = Field(
+        default_factory=lambda: list(SEVERITIES), description="Alerts: which severities."
+    )
+    departments: list[Name] = Field(default_factory=list)
+    people: list[UserName] = Field(default_factory=list)
+    channels: list[Name] = Field(default_factory=list, description="Webhook or chat channels.")
+    email_channel: Name | None = Field(
+        default=None, description="E-mail channel for people and addresses (default: the only one)."
+    )
+
+    @model_validator(mode="after")
+    def _someone(self) -> Route:
+        if not (self.departments or self.people or self.channels):
+            raise ValueError("a route names at least one department, person or channel")
+        return self
+
+
+class AlertRules(_Model):
+    """When alerts are raised, repeated and how deliveries are retried."""
+
+    repeat_minutes: int = Field(240, ge=1, description="Repeat a firing alert this often.")
+    unknown_runs: int = Field(3, ge=1, description="A host unknown this many runs in a row.")
+    expiring_days: int = Field(14, ge=0, description="Waivers/attestations expiring this soon.")
+    fail_severities: list[Severity] = Field(default_factory=lambda: ["high", "critical"])
+    stale: bool = Field(True, description="Alert on evidence older than the control allows.")
+
+
+class Delivery(_Model):
+    """Retries of a failed delivery: exponential backoff, then recorded as failed."""
+
+    max_attempts: int = Field(12, ge=1, le=100)
+    backoff_seconds: float = Field(30.0, gt=0)
+    max_backoff_seconds: float = Field(3600.0, gt=0)
+    notice_lead_hours: float = Field(
+        6.0, ge=0, description="Send a notice this long before its notice period begins."
+    )
+
+
+class NotificationsFile(_Model):
+    """notifications.yml: channels, departments, routes, alert rules (secrets live elsewhere)."""
+
+    secrets_file: str | None = Field(
+        default=None,
+        description="YAML file (plain, owner-only, or ansible-vault) holding the secrets "
+        "(default: <state dir>/notify-secrets.yml).",
+    )
+    vault_password_file: str | None = Field(
+        default=None, description="Password file for an ansible-vault encrypted secrets file."
+    )
+    channels: dict[Name, NotifyChannel] = Field(default_factory=dict)
+    departments: dict[Name, Department] = Field(default_factory=dict)
+    routes: list[Route] = Field(default_factory=list)
+    alerts: AlertRules = Field(default_factory=AlertRules)
+    delivery: Delivery = Field(default_factory=Delivery)
 
 
 FILE_MODELS: dict[str, type[_Model]] = {
@@ -531,4 +834,6 @@ FILE_MODELS: dict[str, type[_Model]] = {
     "roster.yml": RosterFile,
     "waivers.yml": WaiversFile,
     "attestations.yml": AttestationsFile,
+    "plans/*.yml": PlanFile,
+    "targets.yml": TargetsFile,
 }

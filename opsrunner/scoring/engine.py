@@ -360,7 +360,11 @@ def _manual(policy: PolicyLike, control: _Control, now: dt.datetime, common: Ite
         at = newest.attested_at
         sha = getattr(newest.evidence, "sha256", "")
         evidence = f"attested by {newest.attested_by}, evidence sha256 {sha}"
-        if now >= newest.valid_until:
+        revoked_at = getattr(newest, "revoked_at", None)
+        if revoked_at is not None and now >= revoked_at:
+            # A revoked record is withdrawn evidence: the control fails, older records or not.
+            status, reason = "fail", f"attestation revoked {revoked_at.isoformat()}"
+        elif now >= newest.valid_until:
             status, reason = "fail", f"attestation expired {newest.valid_until.isoformat()}"
         elif _stale(control, at, now):
             status, reason = (

@@ -215,6 +215,8 @@ def test_schema_describes_every_file_and_forbids_unknown_fields(tmp_path: Path) 
         "roster.yml",
         "waivers.yml",
         "attestations.yml",
+        "plans/*.yml",
+        "targets.yml",
     }
     assert schema["$defs"]["Control"]["additionalProperties"] is False
     out = tmp_path / "schema.json"

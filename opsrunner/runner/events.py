@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from opsrunner.runner import evidence
-from opsrunner.store.records import STATUS_RANK, HostRecord, ResultRecord
+from opsrunner.store.records import STATUS_RANK, HostRecord, LastKnown, ResultRecord
 
 CONTROL_ID = re.compile(r"^\s*([A-Z][A-Z0-9]{1,7}-\d{3})\s*\|")
 STAT_KEYS = ("ok", "failures", "dark", "changed", "skipped", "rescued", "ignored")
@@ -48,13 +48,58 @@ class _Host:
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-class Collector:
-    """Aggregates events of one run; `pop_dirty()` gives the results changed since last call.
+# A finding is what a report says is wrong: when one control reports both, the stored row keeps
+# the worst status and every finding's reason and evidence, failures first, then errors.
+FINDINGS = ("fail", "error")
 
-    Several report tasks of one control on one host merge: the worst status wins, evidence of
-    equal status is joined, every report is kept under `checks` (the result contract). Feeding
-    the same events again yields the same results, which is what makes artifact import
-    idempotent.
+
+def _joined(values: Iterable[str]) -> str:
+    """Distinct non-empty texts in order, joined with "; "."""
+    seen: list[str] = []
+    for value in values:
+        value = value.strip()
+        if value and value not in seen:
+            seen.append(value)
+    return "; ".join(seen)
+
+
+def _merge(entry: _Entry) -> None:
+    """Recompute an entry's merged view from all its reports (the result contract's merge).
+
+    The worst status wins. When that status is a finding (`fail` or `error`), the reason and
+    evidence join those of every finding report, `fail` reports first: an `error` beside a
+    `fail` never hides the finding. Otherwise they join the reports of the worst status. The
+    data and task are those of the first report of the worst status; when errors outrank
+    failures, the failures' data is kept under `failed_checks`.
+    """
+    worst = max((c["status"] for c in entry.checks), key=STATUS_RANK.__getitem__)
+    same = [c for c in entry.checks if c["status"] == worst]
+    if worst in FINDINGS:
+        chosen = [c for s in FINDINGS for c in entry.checks if c["status"] == s]
+    else:
+        chosen = same
+    entry.status = worst
+    entry.reason = _joined(str(c.get("reason") or "") for c in chosen)
+    entry.evidence = _joined(str(c.get("evidence") or "") for c in chosen)
+    entry.data = dict(same[0].get("data") or {})
+    if worst == "error":
+        failed = [dict(c.get("data") or {}) for c in entry.checks if c["status"] == "fail"]
+        if failed:
+            entry.data["failed_checks"] = failed
+    entry.task = str(same[0].get("task") or "")
+    entry.remediated = any(bool(c.get("remediated")) for c in entry.checks)
+
+
+class Collector:
+    """Aggregates events of one run; `pop_dirty()` gives the final results not yet taken.
+
+    Several report tasks of one control on one host merge (`_merge`): the worst status wins,
+    every finding's reason is kept, every report is kept under `checks` (the result contract).
+    A merged result is provisional until its play ends (the next play starts, or the final
+    stats arrive): a later task of the play may still report the same control. Only then is it
+    sealed, its evidence file written and it is handed out by `pop_dirty()`, so every host x
+    control is handed out once, with its final status. Feeding the same events again yields
+    the same results, which is what makes artifact import idempotent.
     """
 
     def __init__(
@@ -66,7 +111,11 @@ class Collector:
         self.hosts: dict[str, _Host] = {}
         self.has_stats = False
         self.seen: set[int] = set()
+        # Changed since the last seal (provisional), and sealed but not yet taken (final).
+        self._open: set[tuple[str, str]] = set()
         self._dirty: set[tuple[str, str]] = set()
+        # The evidence file each result was last saved under, and whether this run wrote it.
+        self._saved: dict[tuple[str, str], tuple[str, bool]] = {}
         # Failures of control tasks wait here: a block's rescue may still report the control.
         self._pending: dict[tuple[str, str], tuple[dict[str, Any], str, dt.datetime]] = {}
 
@@ -83,8 +132,11 @@ class Collector:
         host = str(data.get("host") or "")
         if kind == "playbook_on_stats":
             self.has_stats = True
-            self.settle()
+            self.seal()
             self._stats(data)
+        elif kind == "playbook_on_play_start":
+            # The previous play (or serial batch) is over: its results can no longer change.
+            self.seal()
         elif not host:
             return
         elif kind == "runner_on_ok":
@@ -140,6 +192,15 @@ class Collector:
         for (host, _cid), (report, task, at) in sorted(pending.items()):
             self._record(host, report, task, at)
 
+    def seal(self) -> None:
+        """The play ended: settle its failures and make its merged results final."""
+        self.settle()
+        self._dirty |= self._open
+        self._open = set()
+
+    def _touch(self, key: tuple[str, str]) -> None:
+        self._open.add(key)
+
     def _record(self, host: str, report: Mapping[str, Any], task: str, at: dt.datetime) -> None:
         cid = str(report.get("id") or "")
         if not cid or (self.only is not None and cid not in self.only):
@@ -147,35 +208,24 @@ class Collector:
         status = str(report.get("status") or "error")
         if status not in STATUS_RANK:
             status = "error"
-        check = dict(report, task=task, at=at.isoformat())
+        check = dict(report, status=status, task=task, at=at.isoformat())
         key = (host, cid)
         previous = self.entries.get(key)
         if previous is None:
-            self.entries[key] = _Entry(
+            previous = self.entries[key] = _Entry(
                 status=status,
-                reason=str(report.get("reason") or ""),
-                evidence=str(report.get("evidence") or ""),
-                data=dict(report.get("data") or {}),
-                remediated=bool(report.get("remediated")),
+                reason="",
+                evidence="",
+                data={},
+                remediated=False,
                 task=task,
                 at=at,
-                checks=[check],
+                checks=[],
             )
-        else:
-            previous.checks.append(check)
-            if STATUS_RANK[status] > STATUS_RANK[previous.status]:
-                previous.status = status
-                previous.reason = str(report.get("reason") or "")
-                previous.evidence = str(report.get("evidence") or "")
-                previous.data = dict(report.get("data") or {})
-                previous.task = task
-            elif status == previous.status and report.get("evidence"):
-                previous.evidence = "; ".join(
-                    e for e in (previous.evidence, str(report["evidence"])) if e
-                )
-            previous.remediated = previous.remediated or bool(report.get("remediated"))
-            previous.at = max(previous.at, at)
-        self._dirty.add(key)
+        previous.checks.append(check)
+        _merge(previous)
+        previous.at = max(previous.at, at)
+        self._touch(key)
 
     def _stats(self, data: Mapping[str, Any]) -> None:
         for key in STAT_KEYS:
@@ -198,7 +248,7 @@ class Collector:
             "data": entry.data,
             "checks": entry.checks,
         }
-        sha = evidence.save(self.state_dir, full)
+        sha = self._save(host, cid, full)
         text, cut = evidence.trim(entry.evidence)
         truncated = cut or any(bool(c.get("evidence_truncated")) for c in entry.checks)
         return ResultRecord(
@@ -215,19 +265,34 @@ class Collector:
             task=entry.task,
         )
 
+    def _save(self, host: str, cid: str, full: dict[str, Any]) -> str:
+        """Write the full report; a report this run wrote and has since superseded goes."""
+        key = (host, cid)
+        sha = evidence.sha256_of(full)
+        before = self._saved.get(key)
+        if before is not None and before[0] == sha:
+            return sha
+        created = self.state_dir is not None and not evidence.exists(self.state_dir, sha)
+        evidence.save(self.state_dir, full)
+        if before is not None and before[1] and self.state_dir is not None:
+            evidence.discard(self.state_dir, before[0])
+        self._saved[key] = (sha, created)
+        return sha
+
     @property
     def dirty_count(self) -> int:
-        """Results changed since the last `pop_dirty()`."""
+        """Final results not yet taken by `pop_dirty()`."""
         return len(self._dirty)
 
     def pop_dirty(self) -> list[ResultRecord]:
-        """Results changed since the last call (what the next store batch writes)."""
+        """Final results not taken yet (what the next store batch writes), by host x control."""
         keys, self._dirty = sorted(self._dirty), set()
         return [self.record(host, cid) for host, cid in keys]
 
     def results(self) -> list[ResultRecord]:
-        """Every result so far (failures still pending count as `error`)."""
-        self.settle()
+        """Every result so far, all made final (failures still pending count as `error`)."""
+        self.seal()
+        self._dirty = set()
         return [self.record(host, cid) for host, cid in sorted(self.entries)]
 
     def host_records(self, groups: Mapping[str, Iterable[str]] | None = None) -> list[HostRecord]:
@@ -248,13 +313,26 @@ class Collector:
         return out
 
     def missing(
-        self, scope: Mapping[str, Iterable[str]], run_status: str, now: dt.datetime
+        self,
+        scope: Mapping[str, Iterable[str]],
+        run_status: str,
+        now: dt.datetime,
+        *,
+        selected: Collection[str] | None = None,
+        filtered: str = "",
+        last_known: Mapping[tuple[str, str], LastKnown] | None = None,
     ) -> list[ResultRecord]:
         """Results for in-scope host x control pairs that no event reported.
 
-        Unreachable host, or a run that timed out, was canceled or interrupted: `unknown` with
-        the reason (never passing). A host that failed before the control: `unknown`. Otherwise
-        the playbooks simply did not report it: `notchecked`.
+        - A control the user filtered out (`selected` does not hold it, e.g. a `--tags` run):
+          `notchecked`, "filtered out by <filtered>".
+        - Unreachable host: `unknown` with the reason (never passing) — except a control whose
+          last known result on that host (`last_known`, from earlier runs) was `notapplicable`:
+          it keeps that applicability, saying when and in which run it was last checked.
+        - A run that timed out, was canceled or interrupted, or a host that failed before the
+          control reported: `unknown`.
+        - Otherwise the playbooks should have reported it and did not: `error`, "no result
+          reported" (a silent role never drops out of the score).
         """
         out = []
         for host, controls in sorted(scope.items()):
@@ -262,15 +340,31 @@ class Collector:
             for cid in sorted(controls):
                 if (host, cid) in self.entries:
                     continue
-                if not state.reachable:
-                    status, reason = "unknown", f"host unreachable: {state.reason or 'no answer'}"
+                known = (last_known or {}).get((host, cid))
+                if selected is not None and cid not in selected:
+                    status, reason = "notchecked", f"filtered out by {filtered or 'the run'}"
+                elif not state.reachable:
+                    why = f"host unreachable: {state.reason or 'no answer'}"
+                    if known is not None and known.status == "notapplicable":
+                        when = known.checked_at.astimezone(dt.UTC).isoformat(timespec="seconds")
+                        status = "notapplicable"
+                        reason = (
+                            f"{why}; not applicable when last checked {when} "
+                            f"(run {known.run_ident})"
+                        ) + (f": {known.reason}" if known.reason else "")
+                    else:
+                        status, reason = "unknown", why
                 elif run_status in ("timeout", "canceled", "interrupted"):
                     status, reason = "unknown", f"run {run_status} before this control reported"
                 elif state.failed_msg or state.stats.get("failures"):
                     status = "unknown"
                     reason = f"host failed before this control reported: {state.failed_msg}"
                 else:
-                    status, reason = "notchecked", "no result reported by the playbooks"
+                    status = "error"
+                    reason = (
+                        "no result reported (the playbooks ran on this host, "
+                        "no task reported this control)"
+                    )
                 out.append(
                     ResultRecord(
                         host=host, control_id=cid, status=status, checked_at=now, reason=reason

@@ -27,6 +27,21 @@ def canonical(report: dict[str, Any]) -> bytes:
     return json.dumps(report, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
 
 
+def sha256_of(report: dict[str, Any]) -> str:
+    """The hash a report is saved under."""
+    return hashlib.sha256(canonical(report)).hexdigest()
+
+
+def exists(state_dir: Path, sha256: str) -> bool:
+    """Whether the evidence file of a hash is there."""
+    return evidence_path(state_dir, sha256).is_file()
+
+
+def discard(state_dir: Path, sha256: str) -> None:
+    """Remove one evidence file (a superseded report the same run wrote); absent is fine."""
+    evidence_path(state_dir, sha256).unlink(missing_ok=True)
+
+
 def save(state_dir: Path | None, report: dict[str, Any]) -> str:
     """Write the full report once under its sha256 (no-op when present); return the hash."""
     content = canonical(report)

@@ -1,4 +1,10 @@
-"""Run progress: a rich bar (hosts x controls) on a terminal, plain lines otherwise."""
+"""Run progress: a rich bar (hosts x controls) on a terminal, plain lines otherwise.
+
+Each host x control is reported once, with the status the store keeps: the runner tells the
+reporter when a result is final (its play ended), and tells it the `unknown`, `notchecked`,
+`notapplicable` and `error` rows it writes at the end of the run too, so the lines printed add
+up to the results stored.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ class Reporter(Protocol):
         """The run began: `total` host x control results are expected."""
 
     def result(self, result: ResultRecord, done: int) -> None:
-        """A result arrived (or changed); `done` distinct results so far."""
+        """A result was recorded with its final status (once per host x control: when its play
+        ended, or at the end of the run for the rows written then); `done` results so far."""
 
     def unreachable(self, host: str, reason: str) -> None:
         """A host could not be reached."""

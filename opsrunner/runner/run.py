@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import datetime as dt
 import getpass
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -24,9 +27,9 @@ import yaml
 
 from opsrunner import config, paths
 from opsrunner.runner import scope as scoping
-from opsrunner.runner.events import Collector, read_artifact_events
+from opsrunner.runner.events import CONTROL_ID, Collector, read_artifact_events
 from opsrunner.runner.progress import NullReporter, Reporter
-from opsrunner.store import LockBusy, RunRecord, Store
+from opsrunner.store import LockBusy, ResultRecord, RunRecord, Store
 
 MODES = ("audit", "enforce", "operate")
 RUN_META = "opsrunner-run.json"
@@ -88,6 +91,147 @@ def _site_playbook(private: Path, roles: list[str]) -> Path:
     return path
 
 
+def callback_dirs(ansible_cfg: Path) -> list[str]:
+    """Callback plugin directories for ANSIBLE_CALLBACK_PLUGINS.
+
+    ansible-runner sets ANSIBLE_CALLBACK_PLUGINS (adding its own `awx_display` directory), and an
+    environment variable wins over ansible.cfg's `callback_plugins`: without this, the project's
+    callback (`opsrunner_results`, enabled in ansible.cfg) would not load under opsrunner and
+    results.json, the recovery path, would be missing. So: the caller's own
+    $ANSIBLE_CALLBACK_PLUGINS, then ansible.cfg's `callback_plugins` (relative to the file),
+    then this project's plugins/callback. ansible-runner appends its directory after these.
+    """
+    dirs: list[str] = []
+    dirs += [d for d in os.environ.get("ANSIBLE_CALLBACK_PLUGINS", "").split(os.pathsep) if d]
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(ansible_cfg, encoding="utf-8")
+        configured = parser.get("defaults", "callback_plugins", fallback="")
+    except configparser.Error:
+        configured = ""
+    for item in re.split(r"[:,]", configured):
+        item = item.strip()
+        if item:
+            path = Path(item).expanduser()
+            dirs.append(str(path if path.is_absolute() else (ansible_cfg.parent / path).resolve()))
+    own = Path(__file__).resolve().parents[2] / "plugins" / "callback"
+    if own.is_dir():
+        dirs.append(str(own))
+    return list(dict.fromkeys(dirs))
+
+
+def _ansible_env(policy_root: Path, ident: str, private: Path) -> dict[str, str]:
+    """The environment ansible-playbook runs with (the run itself and the --tags listing)."""
+    cfg = paths.project_root() / "ansible.cfg"
+    return {
+        "ANSIBLE_CONFIG": str(cfg),
+        "ANSIBLE_CALLBACK_PLUGINS": os.pathsep.join(callback_dirs(cfg)),
+        "ANSIBLE_NOCOLOR": "1",
+        "OPSRUNNER_POLICY_DIR": str(policy_root),
+        "OPSRUNNER_RESULTS_FILE": str(private / "results.json"),
+        "OPSRUNNER_RUN_IDENT": ident,
+        # ansible-runner finds ansible-playbook on PATH: put this environment's first.
+        "PATH": os.pathsep.join([str(Path(ansible_playbook()).parent), os.environ.get("PATH", "")]),
+    }
+
+
+_ID_TAG = re.compile(r"^[a-z][a-z0-9]{1,7}-\d{3}$")
+_LISTED_TASK = re.compile(r"^\s+(?P<name>.*?)\tTAGS: \[(?P<tags>[^\]]*)\]\s*$")
+
+
+def listed_tasks(text: str) -> list[tuple[str, set[str]]]:
+    """(task name without its "role : " prefix, tags) from `ansible-playbook --list-tasks`."""
+    out = []
+    for line in text.splitlines():
+        match = _LISTED_TASK.match(line)
+        if not match or line.lstrip().startswith("play #"):
+            continue
+        name = match.group("name").strip()
+        if " : " in name and not CONTROL_ID.match(name):
+            name = name.split(" : ", 1)[1]
+        tags = {t.strip() for t in match.group("tags").split(",") if t.strip()}
+        out.append((name, tags))
+    return out
+
+
+def tag_selection(
+    controls: Iterable[Any], tags: str, listing: Iterable[tuple[str, set[str]]]
+) -> set[str]:
+    """The controls a `--tags` run selects.
+
+    A control is selected when a tag names it (`fw-001`), names its role (`firewall`) or is
+    `all`; or when a task named after the control ("SSH-001 | …") runs under one of the tags
+    that is neither a control id nor `always` (group tags such as `ssh` or `tls`) — read from
+    `ansible-playbook --list-tasks --tags`, so tags inherited through imports count. A task of
+    another control that carries this control's id tag (the firewall's shared rule-set tasks)
+    does not select it: its report does not run.
+    """
+    wanted = {t.strip() for t in tags.split(",") if t.strip()}
+    chosen: set[str] = set()
+    for control in controls:
+        if {"all", control.id.lower(), str(control.role)} & wanted:
+            chosen.add(control.id)
+    groupish = {t for t in wanted if t != "always" and not _ID_TAG.match(t)}
+    for name, task_tags in listing:
+        match = CONTROL_ID.match(name)
+        if match and task_tags & groupish:
+            chosen.add(match.group(1))
+    return chosen
+
+
+def _list_tasks(
+    playbook: Path, inventory: Path, limit: str | None, tags: str, env: Mapping[str, str]
+) -> list[tuple[str, set[str]]]:
+    argv = [ansible_playbook(), "-i", str(inventory.resolve()), str(playbook)]
+    argv += ["--list-tasks", "--tags", tags] + (["--limit", limit] if limit else [])
+    try:
+        done = subprocess.run(
+            argv,
+            cwd=paths.project_root(),
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RunError(f"--tags {tags}: cannot list the tasks it selects: {exc}") from exc
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise RunError(f"--tags {tags}: ansible-playbook --list-tasks failed:\n" + "\n".join(tail))
+    return listed_tasks(done.stdout)
+
+
+def disruptive_roles() -> dict[str, Path]:
+    """Roles of the project with a `<role>_disruptive` switch (in defaults or argument specs)."""
+    found = {}
+    for role in sorted((paths.project_root() / "roles").glob("*/")):
+        name = role.name
+        for place in ("defaults/main.yml", "meta/argument_specs.yml"):
+            file = role / place
+            if file.is_file() and f"{name}_disruptive" in file.read_text(encoding="utf-8"):
+                found[name] = role
+                break
+    return found
+
+
+def check_disruptive(mode: str, roles: Iterable[str] | None) -> tuple[str, ...]:
+    """Validated `--allow-disruptive` roles (RunError names the bad one)."""
+    names = [r.strip() for r in (roles or ()) if r.strip()]
+    if not names:
+        return ()
+    if mode != "enforce":
+        raise RunError("--allow-disruptive goes with enforce only (audit and operate never)")
+    known = disruptive_roles()
+    for name in names:
+        if name not in known:
+            raise RunError(
+                f"--allow-disruptive {name}: no role with a {name}_disruptive switch "
+                f"(roles with disruptive steps: {', '.join(known) or 'none'})"
+            )
+    return tuple(dict.fromkeys(names))
+
+
 class _Streamer:
     """The event handler: feeds the collector, writes batches, drives the reporter."""
 
@@ -108,6 +252,7 @@ class _Streamer:
         self.max_wait = max_wait
         self.last_flush = time.monotonic()
         self.unreachable_told: set[str] = set()
+        self.told = 0
 
     def __call__(self, event: dict[str, Any]) -> bool:
         self.collector.feed(event)
@@ -116,24 +261,34 @@ class _Streamer:
             if host and host not in self.unreachable_told:
                 self.unreachable_told.add(host)
                 self.reporter.unreachable(host, self.collector.hosts[host].reason)
-        # Write when a batch is full, when results have waited max_wait seconds, or when the
-        # next task starts: a long task (a backup, a reboot) never holds earlier results back.
+        # Results are final when their play ends (the collector seals them). Write them when a
+        # batch is full, when they have waited max_wait seconds, or at a task or play boundary.
         waiting = self.collector.dirty_count
         waited = time.monotonic() - self.last_flush
-        boundary = event.get("event") == "playbook_on_task_start"
+        boundary = event.get("event") in (
+            "playbook_on_task_start",
+            "playbook_on_play_start",
+            "playbook_on_stats",
+        )
         if waiting and (waiting >= self.batch or boundary or waited > self.max_wait):
             self.flush()
         # True keeps the event in ansible-runner's artifacts: the recovery path.
         return True
 
     def flush(self) -> None:
-        results = self.collector.pop_dirty()
-        if results:
-            self.store.add_results(self.run_id, results)
-            done = len(self.collector.entries)
-            for result in results:
-                self.reporter.result(result, done)
+        """Write the final results waiting (one transaction per batch) and report each once."""
+        self.write(self.collector.pop_dirty())
         self.last_flush = time.monotonic()
+
+    def write(self, results: list[ResultRecord]) -> None:
+        """Store results in batches of `batch` and tell the reporter about each of them."""
+        size = max(1, self.batch)
+        for start in range(0, len(results), size):
+            chunk = results[start : start + size]
+            self.store.add_results(self.run_id, chunk)
+            for result in chunk:
+                self.told += 1
+                self.reporter.result(result, self.told)
 
 
 def _final_status(runner_status: str, has_stats: bool) -> str:
@@ -160,11 +315,17 @@ def run(
     late: bool = False,
     extravars: Mapping[str, Any] | None = None,
     tags: str | None = None,
+    allow_disruptive: Iterable[str] | None = None,
 ) -> RunRecord:
     """Run the policy's playbooks (audit: check mode; enforce) or an operate job, and record it.
 
     Returns the recorded run. A run whose lock (policy + inventory) is held elsewhere is recorded
     as `skipped` and not started. Ctrl-C / SIGTERM / `cancel.set()` cancel cleanly.
+
+    `tags` (ansible tags) selects controls (`tag_selection`): the run records them as its
+    `controls`, the other controls in scope `notchecked` ("filtered out by --tags …").
+    `allow_disruptive` (enforce only) names roles whose disruptive steps this run may take: they
+    get `<role>_disruptive: true` as extra vars, and the run records them.
     """
     from opsrunner.policy import PolicyError, load_policy
 
@@ -172,6 +333,8 @@ def run(
         raise RunError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
     if mode == "operate" and not job:
         raise RunError("operate needs a job name (playbooks/operate_<job>.yml)")
+    disruptive = check_disruptive(mode, allow_disruptive)
+    tags = tags.strip() if tags and tags.strip() else None
     settings = settings or config.load()
     reporter = reporter or NullReporter()
     cancel = cancel or threading.Event()
@@ -214,6 +377,20 @@ def run(
 
     ident = f"{_now():%Y%m%dT%H%M%SZ}-{mode}-{uuid.uuid4().hex[:8]}"
     private = state / "runs" / ident
+    selected: list[str] | None = None
+    if tags and mode != "operate":
+        listing = _list_tasks(
+            playbook, inventory_path, limit, tags, _ansible_env(policy.root, ident, private)
+        )
+        covered = {cid for cids in in_scope.values() for cid in cids}
+        chosen = tag_selection(policy.controls, tags, listing)
+        selected = sorted(covered & chosen)
+        if not selected:
+            raise RunError(
+                f"--tags {tags}: selects none of the {len(covered)} controls in scope (tags are "
+                "control ids such as fw-001, role names such as firewall, or the roles' own "
+                "group tags such as ssh)"
+            )
     record = RunRecord(
         ident=ident,
         mode=mode,
@@ -227,7 +404,8 @@ def run(
         controller=socket.gethostname(),
         inventory=str(inventory_path),
         limit=limit or "",
-        controls=tuple(wanted or ()),
+        controls=tuple(selected if selected is not None else (wanted or ())),
+        disruptive=disruptive,
         policy_commit=scoping.policy_commit(policy.root),
         policy_digest=policy.digest(),
         scheduled_for=scheduled_for,
@@ -254,6 +432,7 @@ def run(
                     cancel=cancel,
                     extravars=extravars,
                     tags=tags,
+                    selected=selected,
                 )
         except LockBusy as exc:
             now = _now()
@@ -296,6 +475,7 @@ def _execute(
     cancel: threading.Event,
     extravars: Mapping[str, Any] | None,
     tags: str | None,
+    selected: list[str] | None,
 ) -> RunRecord:
     private.mkdir(parents=True, exist_ok=True)
     started = store.begin_run(record)
@@ -307,6 +487,8 @@ def _execute(
                 "hosts": hosts,
                 "scope": in_scope,
                 "controls": wanted,
+                "selected": selected,
+                "filtered": f"--tags {tags}" if tags else "",
             },
             default=str,
             indent=2,
@@ -321,15 +503,10 @@ def _execute(
     cmdline = ["--check", "--diff"] if record.mode == "audit" else []
     if tags:
         cmdline += ["--tags", tags]
-    envvars = {
-        "ANSIBLE_CONFIG": str(paths.project_root() / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "OPSRUNNER_POLICY_DIR": str(policy_root),
-        "OPSRUNNER_RESULTS_FILE": str(private / "results.json"),
-        "OPSRUNNER_RUN_IDENT": record.ident,
-        # ansible-runner finds ansible-playbook on PATH: put this environment's first.
-        "PATH": os.pathsep.join([str(Path(ansible_playbook()).parent), os.environ.get("PATH", "")]),
-    }
+    envvars = _ansible_env(policy_root, record.ident, private)
+    variables = dict(extravars or {})
+    # Per-run authorisation of disruptive steps (recorded on the run as `disruptive`).
+    variables.update({f"{role}_disruptive": True for role in record.disruptive})
     if settings.task_timeout:
         envvars["ANSIBLE_TASK_TIMEOUT"] = str(settings.task_timeout)
     runner_status = "failed"
@@ -346,7 +523,7 @@ def _execute(
                 limit=record.limit or None,
                 cmdline=" ".join(cmdline) or None,
                 envvars=envvars,
-                extravars=dict(extravars or {}),
+                extravars=variables,
                 forks=settings.forks,
                 event_handler=streamer,
                 cancel_callback=cancel.is_set,
@@ -358,40 +535,56 @@ def _execute(
     except BaseException as exc:
         # Whatever broke the runner itself, the run is recorded as interrupted, never compliant.
         error = f"{type(exc).__name__}: {exc}"
-        streamer.flush()
-        final = _finish(store, started.id, collector, in_scope, hosts, "interrupted", rc, error)
+        final = _finish(
+            streamer, in_scope, hosts, "interrupted", rc, error, started, selected, tags
+        )
         reporter.finish(final)
         raise
-    streamer.flush()
     status = _final_status(runner_status, collector.has_stats)
     reason = {
         "timeout": f"run exceeded {settings.run_timeout}s",
         "canceled": "canceled (Ctrl-C, SIGTERM or cancel request)",
         "interrupted": "no final stats event: ansible-playbook did not finish",
     }.get(status, "")
-    final = _finish(store, started.id, collector, in_scope, hosts, status, rc, reason)
+    final = _finish(streamer, in_scope, hosts, status, rc, reason, started, selected, tags)
     reporter.finish(final)
     return final
 
 
 def _finish(
-    store: Store,
-    run_id: int,
-    collector: Collector,
+    streamer: _Streamer,
     in_scope: Mapping[str, Iterable[str]],
     hosts: Mapping[str, list[str]],
     status: str,
     rc: int | None,
     reason: str,
+    run: RunRecord,
+    selected: Collection[str] | None,
+    tags: str | None,
 ) -> RunRecord:
+    """Write what is left, then a row for every in-scope host x control nobody reported."""
+    store, collector = streamer.store, streamer.collector
+    assert run.id is not None
     now = _now()
-    # A run that ended without its stats event still records the failures it saw.
-    collector.settle()
-    store.add_results(run_id, collector.pop_dirty())
-    store.add_results(run_id, collector.missing(in_scope, status, now))
-    store.set_hosts(run_id, collector.host_records(hosts))
+    # A run that ended without its stats event still records the results and failures it saw.
+    collector.seal()
+    streamer.flush()
+    down = [h for h, state in collector.hosts.items() if not state.reachable and h in in_scope]
+    # An unreachable host keeps the applicability it had when it was last checked.
+    known = store.last_known(down, before=run.started_at) if down else {}
+    streamer.write(
+        collector.missing(
+            in_scope,
+            status,
+            now,
+            selected=selected,
+            filtered=f"--tags {tags}" if tags else "",
+            last_known=known,
+        )
+    )
+    store.set_hosts(run.id, collector.host_records(hosts))
     stats = {h: dict(s.stats) for h, s in collector.hosts.items() if s.stats}
-    return store.finish_run(run_id, status, ended_at=now, rc=rc, reason=reason, stats=stats)
+    return store.finish_run(run.id, status, ended_at=now, rc=rc, reason=reason, stats=stats)
 
 
 def import_artifacts(store: Store, private_dir: Path, state_dir: Path | None = None) -> RunRecord:
@@ -409,6 +602,7 @@ def import_artifacts(store: Store, private_dir: Path, state_dir: Path | None = N
         if fields.get(key):
             fields[key] = dt.datetime.fromisoformat(fields[key])
     fields["controls"] = tuple(fields.get("controls") or ())
+    fields["disruptive"] = tuple(fields.get("disruptive") or ())
     record = store.ensure_run(RunRecord(**fields))
     assert record.id is not None
     artifact = Path(record.artifact_dir)
@@ -431,15 +625,17 @@ def import_artifacts(store: Store, private_dir: Path, state_dir: Path | None = N
     )
     status = _final_status(runner_status, collector.has_stats)
     reason = "recovered from artifacts" + ("" if collector.has_stats else ": no final stats event")
+    filtered = str(meta.get("filtered") or "")
     return _finish(
-        store,
-        record.id,
-        collector,
+        _Streamer(store, record.id, collector, NullReporter(), 1000),
         meta.get("scope") or {},
         meta.get("hosts") or {},
         status,
         rc,
         reason,
+        record,
+        meta.get("selected"),
+        filtered.removeprefix("--tags ") or None,
     )
 
 

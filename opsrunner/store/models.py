@@ -87,6 +87,8 @@ class Run(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     artifact_dir: Mapped[str] = mapped_column(String(1024), default="")
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Roles whose disruptive steps the run was allowed (enforce --allow-disruptive).
+    disruptive: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
     results: Mapped[list[Result]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True

@@ -42,6 +42,16 @@ class ResultRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class LastKnown:
+    """The last known status of one host x control from earlier runs (`Store.last_known`)."""
+
+    status: str
+    checked_at: dt.datetime
+    run_ident: str
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class HostRecord:
     """A host as one run saw it."""
 
@@ -77,6 +87,8 @@ class RunRecord:
     reason: str = ""
     artifact_dir: str = ""
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Roles whose disruptive steps this run was allowed (`enforce --allow-disruptive`).
+    disruptive: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in RUN_STATUSES:

@@ -32,7 +32,13 @@ from opsrunner.store.models import (
     Sample,
     UTCDateTime,
 )
-from opsrunner.store.records import HostRecord, ResultRecord, RunRecord, SampleRecord
+from opsrunner.store.records import (
+    HostRecord,
+    LastKnown,
+    ResultRecord,
+    RunRecord,
+    SampleRecord,
+)
 
 EXPORT_FORMAT = "opsrunner-store/1"
 _SQLITE_BUSY_MS = 30_000
@@ -100,6 +106,7 @@ def _run_record(row: Run) -> RunRecord:
         reason=row.reason,
         artifact_dir=row.artifact_dir,
         stats=dict(row.stats or {}),
+        disruptive=tuple(row.disruptive or ()),
     )
 
 
@@ -142,6 +149,7 @@ def _run_values(record: RunRecord) -> dict[str, Any]:
         "reason": record.reason,
         "artifact_dir": record.artifact_dir,
         "stats": record.stats,
+        "disruptive": list(record.disruptive),
     }
 
 
@@ -409,6 +417,40 @@ class Store:
             for row in session.scalars(query):
                 seen.setdefault((row.host, row.control_id), _result_record(row))
             return list(seen.values())
+
+    def last_known(
+        self, hosts: Iterable[str], *, before: dt.datetime | None = None
+    ) -> dict[tuple[str, str], LastKnown]:
+        """Per host x control of these hosts: the newest result of a finished run that says
+        something about the host (neither `unknown` nor `notchecked`), checked before a time.
+
+        An unreachable host keeps the applicability it last had (a control that did not apply
+        then is recorded `notapplicable`, not `unknown`).
+        """
+        names = sorted(set(hosts))
+        if not names:
+            return {}
+        finished = ("successful", "failed", "timeout", "canceled", "interrupted")
+        query = (
+            select(Result, Run.ident)
+            .join(Run, Run.id == Result.run_id)
+            .where(
+                Run.status.in_(finished),
+                Result.host.in_(names),
+                Result.status.not_in(("unknown", "notchecked")),
+            )
+            .order_by(Result.checked_at.desc(), Result.id.desc())
+        )
+        if before is not None:
+            query = query.where(Result.checked_at < before)
+        out: dict[tuple[str, str], LastKnown] = {}
+        with self.session() as session:
+            for row, ident in session.execute(query):
+                out.setdefault(
+                    (row.host, row.control_id),
+                    LastKnown(row.status, row.checked_at, ident, row.reason),
+                )
+        return out
 
     # -- samples ---------------------------------------------------------
     def add_samples(self, samples: Sequence[SampleRecord]) -> None:

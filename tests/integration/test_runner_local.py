@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
+import json
 import os
 import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ import pytest
 
 from opsrunner.config import Settings
 from opsrunner.runner import evidence
-from opsrunner.runner.progress import NullReporter
+from opsrunner.runner.progress import PlainReporter
 from opsrunner.runner.run import RunError, import_artifacts, lock_name, recover_stale, run
 from opsrunner.store import ResultRecord, RunRecord, Store
 
@@ -176,7 +179,10 @@ def _by_key(store: Store, run: RunRecord) -> dict[tuple[str, str], ResultRecord]
 def test_audit_then_enforce_recorded_end_to_end(project: dict[str, Any]) -> None:
     store: Store = project["store"]
     settings: Settings = project["settings"]
-    audit = run("audit", project["inventory"], store=store, settings=settings)
+    lines = io.StringIO()
+    audit = run(
+        "audit", project["inventory"], store=store, settings=settings, reporter=PlainReporter(lines)
+    )
     assert audit.status == "failed"  # a host was unreachable and one failed a task
     assert audit.policy_digest and audit.user and audit.mode == "audit"
     assert audit.ended_at is not None and audit.ended_at >= audit.started_at
@@ -185,7 +191,7 @@ def test_audit_then_enforce_recorded_end_to_end(project: dict[str, Any]) -> None
     assert statuses == {
         ("h1", "RTX-001"): "fail",  # worst of fail and pass
         ("h1", "RTX-002"): "fail",  # drift in check mode
-        ("h1", "RTX-003"): "notchecked",  # its probe did not run on h1
+        ("h1", "RTX-003"): "error",  # in scope, h1 was fine, yet nothing reported it
         ("h1", "RTX-004"): "notapplicable",
         ("h1", "RTX-005"): "pass",
         ("h2", "RTX-001"): "pass",
@@ -198,6 +204,7 @@ def test_audit_then_enforce_recorded_end_to_end(project: dict[str, Any]) -> None
         ("down", "RTX-005"): "unknown",
     }
     assert "unreachable" in got[("down", "RTX-001")].reason
+    assert got[("h1", "RTX-003")].reason.startswith("no result reported")
     assert "failed" in got[("h2", "RTX-003")].reason
     assert got[("h2", "RTX-001")].evidence == "first look; second look"
     # Evidence trimmed in the store, the full report content-addressed in the state dir.
@@ -208,6 +215,17 @@ def test_audit_then_enforce_recorded_end_to_end(project: dict[str, Any]) -> None
     hosts = {h.host: h for h in store.hosts(audit.id or 0)}
     assert not hosts["down"].reachable and hosts["h1"].groups == ("all", "web")
     assert not (project["tmp"] / "h1.marker").exists(), "audit changed the host"
+    # Every host x control printed once, with the status stored (the end-of-run rows too).
+    printed = [ln.split()[1:4] for ln in lines.getvalue().splitlines() if ln.startswith("[")]
+    assert sorted((h, c, s) for h, c, s in printed) == sorted(
+        (h, c, r.status) for (h, c), r in got.items()
+    ), lines.getvalue()
+    # The project's callback loads under ansible-runner too: no warning, results.json written.
+    artifacts = Path(audit.artifact_dir)
+    assert "Skipping callback plugin" not in (artifacts / "stdout").read_text()
+    written = json.loads((artifacts.parents[1] / "results.json").read_text())
+    assert written["format"] == "opsrunner-results/1"
+    assert written["hosts"]["h1"]["controls"]["RTX-001"]["status"] == "fail"
 
     enforce = run("enforce", project["inventory"], store=store, settings=settings, limit="h1")
     assert enforce.status == "successful" and enforce.limit == "h1"
@@ -256,17 +274,41 @@ def test_controls_filter_runs_only_those(project: dict[str, Any]) -> None:
         )
 
 
-class _Hook(NullReporter):
-    """Acts once RTX-004 is recorded (the sleep comes next): cancel, or kill ansible-playbook."""
+class _WhenPaused(threading.Thread):
+    """Acts once the run's "Pause" task (the sleep) has started: cancel, or kill ansible.
 
-    def __init__(self, action: Any) -> None:
+    Results are recorded once their play ends, so the signal is the task start in the run's
+    artifacts (ansible-runner's job_events), which are written as the events arrive.
+    """
+
+    def __init__(self, state_dir: str | None, action: Any) -> None:
+        super().__init__(daemon=True)
+        self.runs = Path(state_dir or "") / "runs"
+        self.before = set(self.runs.glob("*")) if self.runs.is_dir() else set()
         self.action = action
-        self.fired = False
+        self.fired = threading.Event()
+        self.start()
 
-    def result(self, result: ResultRecord, done: int) -> None:
-        if not self.fired and result.control_id == "RTX-004":
-            self.fired = True
-            self.action()
+    def _paused(self) -> bool:
+        for run_dir in set(self.runs.glob("*")) - self.before:
+            for path in run_dir.glob("artifacts/*/job_events/*.json"):
+                try:
+                    event = json.loads(path.read_text())
+                except ValueError:
+                    continue
+                data = event.get("event_data") or {}
+                if event.get("event") == "playbook_on_task_start" and data.get("task") == "Pause":
+                    return True
+        return False
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self._paused():
+                self.fired.set()
+                self.action()
+                return
+            time.sleep(0.2)
 
 
 def _kill_run_processes(ident: str) -> int:
@@ -289,6 +331,7 @@ def test_cancel_timeout_and_kill_are_recorded_never_compliant(project: dict[str,
     store: Store = project["store"]
     settings: Settings = project["settings"]
     cancel = threading.Event()
+    hook = _WhenPaused(settings.state_dir, cancel.set)
     canceled = run(
         "audit",
         project["inventory"],
@@ -297,8 +340,8 @@ def test_cancel_timeout_and_kill_are_recorded_never_compliant(project: dict[str,
         limit="h1",
         extravars={"rtx_sleep": 60},
         cancel=cancel,
-        reporter=_Hook(cancel.set),
     )
+    assert hook.fired.is_set()
     assert canceled.status == "canceled"
     results = _by_key(store, canceled)
     assert results[("h1", "RTX-005")].status == "unknown"
@@ -324,6 +367,7 @@ def test_cancel_timeout_and_kill_are_recorded_never_compliant(project: dict[str,
         holder["ident"] = ident
         assert _kill_run_processes(ident) >= 1
 
+    _WhenPaused(settings.state_dir, kill)
     killed = run(
         "audit",
         project["inventory"],
@@ -331,7 +375,6 @@ def test_cancel_timeout_and_kill_are_recorded_never_compliant(project: dict[str,
         settings=settings,
         limit="h1",
         extravars={"rtx_sleep": 60},
-        reporter=_Hook(kill),
     )
     assert killed.ident == holder["ident"]
     assert killed.status == "interrupted"
@@ -442,18 +485,14 @@ def test_sigterm_cancels_the_cli_run_cleanly(project: dict[str, Any]) -> None:
     inventory.write_text(
         inventory.read_text().replace("rtx_001_pass=false", "rtx_001_pass=false rtx_sleep=60")
     )
-    proc = subprocess.Popen(
+    holder: dict[str, subprocess.Popen[str]] = {}
+    # Once the sleep runs, RTX-001 has been reported (its play is still going): SIGTERM then.
+    hook = _WhenPaused(str(settings.state_dir), lambda: holder["proc"].send_signal(signal.SIGTERM))
+    proc = holder["proc"] = subprocess.Popen(
         cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if " RTX-001 " in line:  # the run is under way and has recorded something
-            proc.send_signal(signal.SIGTERM)
-            break
-    rest, _ = proc.communicate(timeout=120)
-    output = "".join(seen) + rest
+    output, _ = proc.communicate(timeout=120)
+    assert hook.fired.is_set()
     assert proc.returncode == 1, output
     assert "canceled" in output
     store: Store = project["store"]
@@ -462,3 +501,8 @@ def test_sigterm_cancels_the_cli_run_cleanly(project: dict[str, Any]) -> None:
     got = _by_key(store, record)
     assert got[("h1", "RTX-001")].status == "fail"
     assert got[("h1", "RTX-005")].status == "unknown"
+    # The rows written at the end are printed too, each host x control once.
+    printed = [ln.split()[1:4] for ln in output.splitlines() if ln.startswith("[")]
+    assert sorted(tuple(p) for p in printed) == sorted(
+        (h, c, r.status) for (h, c), r in got.items()
+    ), output

@@ -180,7 +180,7 @@ def test_store_export_import_prune(filled: dict[str, object]) -> None:
     assert code == 0 and "would delete 0 runs" in out and "kept 1" in out
     assert _invoke("store", "prune", "--older-than", "soon", *args)[0] == 2
     code, out, _ = _invoke("store", "info", *args)
-    assert code == 0 and "schema 0001" in out and "runs 1" in out
+    assert code == 0 and "schema 0002" in out and "runs 1" in out
 
 
 def test_schedule_export(tmp_path: Path) -> None:

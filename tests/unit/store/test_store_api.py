@@ -48,7 +48,7 @@ def test_migrations_create_every_table(store: Store) -> None:
         "notices",
         "alerts",
     } <= tables
-    assert store.schema_revision() == "0001"
+    assert store.schema_revision() == "0002"
 
 
 def test_reopening_migrates_nothing_and_keeps_data(store: Store, tmp_path: Path) -> None:
@@ -266,3 +266,83 @@ def test_migrations_match_the_models(store: Store) -> None:
     with store.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def test_run_records_the_roles_allowed_disruptive_steps(store: Store) -> None:
+    run = store.begin_run(
+        RunRecord(
+            ident="enforce-1",
+            mode="enforce",
+            status="running",
+            started_at=T0,
+            disruptive=("account_cleanup", "patching"),
+        )
+    )
+    assert run.id is not None
+    assert store.get_run(run.id).disruptive == ("account_cleanup", "patching")
+    assert _run(store, "audit-1").disruptive == ()
+
+
+def test_migration_0002_keeps_runs_recorded_before_it(tmp_path: Path) -> None:
+    # A store at revision 0001 with a run in it, then opened by this version: the run allowed
+    # no disruptive step, and new runs record theirs.
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from opsrunner.store import migrations
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0001")
+        connection.execute(
+            text(
+                "INSERT INTO runs (ident, mode, job, playbook, status, started_at, user, "
+                'controller, inventory, "limit", controls, policy_commit, policy_digest, late, '
+                "reason, artifact_dir, stats) VALUES ('old-run', 'enforce', '', '', 'successful', "
+                "'2026-11-01 08:00:00', '', '', '', '', '{}', '', '', 0, '', '', '{}')"
+            )
+        )
+    engine.dispose()
+    with Store.open(url, tmp_path) as store:
+        assert store.schema_revision() == "0002"
+        assert store.get_run("old-run").disruptive == ()
+
+
+def test_last_known_skips_unknown_and_notchecked_and_names_the_run(store: Store) -> None:
+    first = _run(store, "first", at=T0)
+    second = _run(store, "second", at=T0 + dt.timedelta(days=1))
+    live = _run(store, "live", at=T0 + dt.timedelta(days=2))
+    assert first.id and second.id and live.id
+    day = dt.timedelta(days=1)
+    store.add_results(
+        first.id,
+        [
+            _result("h1", "FW-001", "notapplicable", reason="no nftables"),
+            _result("h1", "FW-002", "pass"),
+            _result("h2", "FW-001", "fail"),
+        ],
+    )
+    store.add_results(
+        second.id,
+        [
+            _result("h1", "FW-001", "unknown", at=T0 + day),
+            _result("h1", "FW-002", "notchecked", at=T0 + day),
+        ],
+    )
+    store.add_results(live.id, [_result("h1", "FW-001", "pass", at=T0 + 2 * day)])
+    store.finish_run(first.id, "successful", ended_at=T0)
+    store.finish_run(second.id, "failed", ended_at=T0 + day)
+    known = store.last_known(["h1"])
+    assert set(known) == {("h1", "FW-001"), ("h1", "FW-002")}
+    assert known[("h1", "FW-001")].status == "notapplicable"
+    assert known[("h1", "FW-001")].run_ident == "first"
+    assert known[("h1", "FW-001")].reason == "no nftables"
+    assert known[("h1", "FW-001")].checked_at == T0
+    assert known[("h1", "FW-002")].status == "pass"
+    assert store.last_known(["h1"], before=T0) == {}
+    assert store.last_known([]) == {}

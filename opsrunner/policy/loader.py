@@ -590,9 +590,7 @@ def load_policy(path: Path | None = None) -> Policy:
             # Only when present, so a policy without them keeps the digest it had.
             **({"plans": [p.model_dump(mode="json") for _, p in plans]} if plans else {}),
             **({"targets": targets.model_dump(mode="json")} if targets else {}),
-            **(
-                {"notifications": notifications.model_dump(mode="json")} if notifications else {}
-            ),
+            **({"notifications": notifications.model_dump(mode="json")} if notifications else {}),
         },
         sort_keys=True,
         ensure_ascii=False,

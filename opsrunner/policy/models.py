@@ -688,8 +688,8 @@ class EmailChannel(_Model):
 
     type: Literal["email"]
     host: Text
-    port: int = Field(587, ge=1, le=65535)
-    starttls: bool = Field(True, description="Upgrade with STARTTLS before authenticating.")
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = Field(default=True, description="Upgrade with STARTTLS before authenticating.")
     ca_file: str | None = Field(
         default=None, description="CA bundle that signs the server's certificate (default: system)."
     )
@@ -698,7 +698,7 @@ class EmailChannel(_Model):
     password_secret: SecretName | None = Field(
         default=None, description="Name of the SMTP password in the secrets file."
     )
-    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _auth(self) -> EmailChannel:
@@ -715,7 +715,7 @@ class WebhookChannel(_Model):
     type: Literal["webhook"]
     url: HttpUrl
     hmac_secret: SecretName = Field(description="Name of the HMAC key in the secrets file.")
-    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
 
 class ChatChannel(_Model):
@@ -731,7 +731,7 @@ class ChatChannel(_Model):
     sign_secret: SecretName | None = Field(
         default=None, description="DingTalk and Feishu: name of the signing secret."
     )
-    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _sign(self) -> ChatChannel:
@@ -740,9 +740,7 @@ class ChatChannel(_Model):
         return self
 
 
-NotifyChannel = Annotated[
-    EmailChannel | WebhookChannel | ChatChannel, Field(discriminator="type")
-]
+NotifyChannel = Annotated[EmailChannel | WebhookChannel | ChatChannel, Field(discriminator="type")]
 
 
 class Department(_Model):
@@ -763,7 +761,7 @@ class Department(_Model):
 
 
 class Route(_Model):
-    """Who receives which messages: kinds × host groups × severities → recipients."""
+    """Who receives which messages: by kind, host group and severity."""
 
     kinds: list[MessageKind] = Field(min_length=1)
     groups: list[Name] = Field(
@@ -789,21 +787,27 @@ class Route(_Model):
 class AlertRules(_Model):
     """When alerts are raised, repeated and how deliveries are retried."""
 
-    repeat_minutes: int = Field(240, ge=1, description="Repeat a firing alert this often.")
-    unknown_runs: int = Field(3, ge=1, description="A host unknown this many runs in a row.")
-    expiring_days: int = Field(14, ge=0, description="Waivers/attestations expiring this soon.")
-    fail_severities: list[Severity] = Field(default_factory=lambda: ["high", "critical"])
-    stale: bool = Field(True, description="Alert on evidence older than the control allows.")
+    repeat_minutes: int = Field(default=240, ge=1, description="Repeat a firing alert this often.")
+    unknown_runs: int = Field(
+        default=3, ge=1, description="A host unknown this many runs in a row."
+    )
+    expiring_days: int = Field(
+        default=14, ge=0, description="Waivers/attestations expiring this soon."
+    )
+    fail_severities: list[Severity] = Field(default=["high", "critical"])
+    stale: bool = Field(
+        default=True, description="Alert on evidence older than the control allows."
+    )
 
 
 class Delivery(_Model):
     """Retries of a failed delivery: exponential backoff, then recorded as failed."""
 
-    max_attempts: int = Field(12, ge=1, le=100)
-    backoff_seconds: float = Field(30.0, gt=0)
-    max_backoff_seconds: float = Field(3600.0, gt=0)
+    max_attempts: int = Field(default=12, ge=1, le=100)
+    backoff_seconds: float = Field(default=30.0, gt=0)
+    max_backoff_seconds: float = Field(default=3600.0, gt=0)
     notice_lead_hours: float = Field(
-        6.0, ge=0, description="Send a notice this long before its notice period begins."
+        default=6.0, ge=0, description="Send a notice this long before its notice period begins."
     )
 
 
@@ -821,8 +825,8 @@ class NotificationsFile(_Model):
     channels: dict[Name, NotifyChannel] = Field(default_factory=dict)
     departments: dict[Name, Department] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
-    alerts: AlertRules = Field(default_factory=AlertRules)
-    delivery: Delivery = Field(default_factory=Delivery)
+    alerts: AlertRules = AlertRules()
+    delivery: Delivery = Delivery()
 
 
 FILE_MODELS: dict[str, type[_Model]] = {
@@ -834,6 +838,7 @@ FILE_MODELS: dict[str, type[_Model]] = {
     "roster.yml": RosterFile,
     "waivers.yml": WaiversFile,
     "attestations.yml": AttestationsFile,
+    "notifications.yml": NotificationsFile,
     "plans/*.yml": PlanFile,
     "targets.yml": TargetsFile,
 }

@@ -217,6 +217,7 @@ def test_schema_describes_every_file_and_forbids_unknown_fields(tmp_path: Path) 
         "attestations.yml",
         "plans/*.yml",
         "targets.yml",
+        "notifications.yml",
     }
     assert schema["$defs"]["Control"]["additionalProperties"] is False
     out = tmp_path / "schema.json"

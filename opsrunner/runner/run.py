@@ -169,6 +169,8 @@ def tag_selection(
     wanted = {t.strip() for t in tags.split(",") if t.strip()}
     chosen: set[str] = set()
     for control in controls:
+        if control.kind != "automated":
+            continue
         if {"all", control.id.lower(), str(control.role)} & wanted:
             chosen.add(control.id)
     groupish = {t for t in wanted if t != "always" and not _ID_TAG.match(t)}

@@ -74,6 +74,7 @@ PLAYBOOK = """\
         passed: "{{ rtx_001_pass | default(true) }}"
         evidence: "{{ rtx_evidence | default('first look') }}"
         data: {host: "{{ inventory_hostname }}"}
+      tags: [rtx-001]
     - name: "RTX-001 | Report a second look"
       opsrunner.compliance.control:
         id: RTX-001
@@ -271,6 +272,49 @@ def test_controls_filter_runs_only_those(project: dict[str, Any]) -> None:
             store=store,
             settings=project["settings"],
             controls=["RTX-999"],
+        )
+
+
+def test_a_tags_run_records_what_it_selected(project: dict[str, Any]) -> None:
+    store: Store = project["store"]
+    record = run(
+        "audit",
+        project["inventory"],
+        store=store,
+        settings=project["settings"],
+        tags="rtx-001,rtx-002",
+        limit="h1",
+    )
+    # Selected: RTX-001 (its report is tagged) and RTX-002 (named by the tag, yet none of its
+    # tasks carries it, so nothing reports it: an error, never a silent gap in the score).
+    assert record.controls == ("RTX-001", "RTX-002")
+    got = _by_key(store, record)
+    assert {k: r.status for k, r in got.items()} == {
+        ("h1", "RTX-001"): "fail",
+        ("h1", "RTX-002"): "error",
+        ("h1", "RTX-003"): "notchecked",
+        ("h1", "RTX-004"): "notchecked",
+        ("h1", "RTX-005"): "notchecked",
+    }
+    assert got[("h1", "RTX-002")].reason.startswith("no result reported")
+    assert got[("h1", "RTX-004")].reason == "filtered out by --tags rtx-001,rtx-002"
+    assert store.get_run(record.ident).controls == ("RTX-001", "RTX-002")
+    # The artifacts say the same when imported elsewhere.
+    other = Store.open(None, project["tmp"] / "other-tags")
+    try:
+        again = import_artifacts(other, Path(record.artifact_dir).parents[1])
+        assert {k: r.status for k, r in _by_key(other, again).items()} == {
+            k: r.status for k, r in got.items()
+        }
+    finally:
+        other.close()
+    with pytest.raises(RunError, match="--tags nothing-here: selects none"):
+        run(
+            "audit",
+            project["inventory"],
+            store=store,
+            settings=project["settings"],
+            tags="nothing-here",
         )
 
 

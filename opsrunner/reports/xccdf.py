@@ -127,28 +127,24 @@ def render(report: Report) -> str:
                 severity=_SEVERITY.get(row["severity"], "unknown"),
                 weight=f"{control['weight'] if control else 1:g}",
             )
-            waived = row["effective"] == "waived"
-            _el(result, "result", "pass" if waived else RESULT.get(row["raw"], "unknown"))
-            if waived:
-                override = _el(result, "override", time=d["as_of"], authority=row["waiver"])
-                _el(override, "old-result", RESULT.get(row["raw"], "fail"))
-                _el(override, "new-result", "pass")
-                _el(override, "remark", f"waiver {row['waiver']}")
+            # XCCDF holds the checks' own (raw) results; a waiver is named in the message,
+            # and the effective score sits beside the raw one (oscap rejects our overrides).
+            _el(result, "result", RESULT.get(row["raw"], "unknown"))
             _el(result, "ident", row["control"], system="urn:opsrunner:control")
             message = row["reason"] or row["evidence"]
             if row["raw"] == "stale":
                 message = f"stale: {message}"
+            if row["waiver"]:
+                message = f"waived by {row['waiver']}: {message}"
             if message:
                 _el(result, "message", one_line(message, 1000), severity="info")
         summary = host_scores.get(name)
-        percent = summary["scores"]["effective"]["all"]["percent"] if summary else None
-        _el(
-            test,
-            "score",
-            f"{percent or 0.0:.2f}",
-            system="urn:xccdf:scoring:default",
-            maximum="100",
-        )
+        for view, system in (
+            ("raw", "urn:xccdf:scoring:default"),
+            ("effective", "urn:opsrunner:scoring:effective"),
+        ):
+            percent = summary["scores"][view]["all"]["percent"] if summary else None
+            _el(test, "score", f"{percent or 0.0:.2f}", system=system, maximum="100")
     ET.indent(bench, space=" ")
     body = ET.tostring(bench, encoding="unicode", short_empty_elements=True)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"

@@ -215,4 +215,48 @@ class Alert(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-TABLES = (Run, RunHost, Result, Sample, Incident, Drill, Notice, Alert)
+class SupportTicket(Base):
+    """One imported support ticket (6.3.2): when it was opened, first answered and resolved."""
+
+    __tablename__ = "support_tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ident: Mapped[str] = mapped_column(String(128), unique=True)  # the help desk's ticket id
+    channel: Mapped[str] = mapped_column(String(32))
+    complexity: Mapped[str] = mapped_column(String(16))  # simple | complex
+    opened_at: Mapped[dt.datetime] = mapped_column(index=True)
+    first_response_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    source: Mapped[str] = mapped_column(String(1024), default="")  # file:line it came from
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SurveyResponse(Base):
+    """One answer of a user-satisfaction survey (7.1.1, 7.3.2), imported from CSV."""
+
+    __tablename__ = "survey_responses"
+    __table_args__ = (
+        UniqueConstraint("survey", "respondent", name="uq_survey_responses_survey_respondent"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    survey: Mapped[str] = mapped_column(String(128))
+    respondent: Mapped[str] = mapped_column(String(128))
+    answered_at: Mapped[dt.datetime] = mapped_column(index=True)
+    score: Mapped[float] = mapped_column(Float)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(1024), default="")
+
+
+TABLES = (
+    Run,
+    RunHost,
+    Result,
+    Sample,
+    Incident,
+    Drill,
+    Notice,
+    Alert,
+    SupportTicket,
+    SurveyResponse,
+)

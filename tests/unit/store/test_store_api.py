@@ -47,8 +47,10 @@ def test_migrations_create_every_table(store: Store) -> None:
         "drills",
         "notices",
         "alerts",
+        "support_tickets",
+        "survey_responses",
     } <= tables
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == "0003"
 
 
 def test_reopening_migrates_nothing_and_keeps_data(store: Store, tmp_path: Path) -> None:
@@ -309,7 +311,8 @@ def test_migration_0002_keeps_runs_recorded_before_it(tmp_path: Path) -> None:
         )
     engine.dispose()
     with Store.open(url, tmp_path) as store:
-        assert store.schema_revision() == "0002"
+        # Opened by this version: upgraded past 0002 to the newest revision.
+        assert store.schema_revision() == "0003"
         assert store.get_run("old-run").disruptive == ()
 
 

@@ -552,8 +552,8 @@ def load_policy(path: Path | None = None) -> Policy:
                 (("plan", "owner"), plan.owner),
                 (("plan", "approved_by"), plan.approved_by),
             ]
-            for j, role in enumerate(plan.roles):
-                named += [(("plan", "roles", j, "people", k), u) for k, u in enumerate(role.people)]
+            for j, duty in enumerate(plan.roles):
+                named += [(("plan", "roles", j, "people", k), u) for k, u in enumerate(duty.people)]
             for where_, user in named:
                 if user not in users:
                     out.add(file, where_, f"{user!r} is not on the roster")

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
-from opsrunner.policy.loader import Policy, PolicyError, Problem, display_path, load_policy
+from opsrunner.policy.loader import Policy
 from opsrunner.policy.models import Scope, Waiver
+from opsrunner.policy.recordfile import append_item, commit, quote, stamp
 from opsrunner.policy.safeyaml import parse_text
 
 
@@ -18,13 +14,8 @@ class WaiverError(Exception):
     """A waiver request or approval that the policy refuses."""
 
 
-def _stamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _quote(text: str) -> str:
-    # JSON strings are valid YAML double-quoted scalars: safe for any justification text.
-    return json.dumps(text, ensure_ascii=False)
+_stamp = stamp
+_quote = quote
 
 
 def _next_id(policy: Policy, year: int) -> str:
@@ -35,30 +26,7 @@ def _next_id(policy: Policy, year: int) -> str:
 
 def _commit(policy: Policy, new_text: str) -> Policy:
     """Validate the whole policy with the new waivers.yml in a scratch copy, then swap it in."""
-    target = policy.root / "waivers.yml"
-    with tempfile.TemporaryDirectory(prefix="opsrunner-waiver-") as scratch:
-        copy = Path(scratch) / "policy"
-        shutil.copytree(policy.root, copy, ignore=shutil.ignore_patterns("*.json", ".*"))
-        (copy / "waivers.yml").write_text(new_text, encoding="utf-8")
-        try:
-            load_policy(copy)
-        except PolicyError as exc:
-            # Point the messages at the real file, not the scratch copy.
-            shown = display_path(target)
-            problems = [
-                Problem(
-                    shown if p.file.endswith("waivers.yml") else p.file, p.line, p.field, p.message
-                )
-                for p in exc.problems
-            ]
-            raise PolicyError(problems) from None
-    fd, tmp = tempfile.mkstemp(dir=policy.root, prefix=".waivers.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(new_text)
-    if target.exists():
-        shutil.copymode(target, tmp)
-    Path(tmp).replace(target)
-    return load_policy(policy.root)
+    return commit(policy, "waivers.yml", new_text)
 
 
 def request(
@@ -113,14 +81,7 @@ def request(
     )
     path = policy.root / "waivers.yml"
     text = path.read_text(encoding="utf-8") if path.exists() else "waivers: []\n"
-    lines = text.splitlines(keepends=True)
-    # An empty list is written `waivers: []`; turn it into a block list before appending.
-    lines = ["waivers:\n" if line.rstrip() == "waivers: []" else line for line in lines]
-    if not any(line.startswith("waivers:") for line in lines):
-        lines.append("waivers:\n")
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    _commit(policy, "".join(lines) + block)
+    _commit(policy, append_item(text, "waivers", block))
     return waiver
 
 

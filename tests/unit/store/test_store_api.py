@@ -50,7 +50,7 @@ def test_migrations_create_every_table(store: Store) -> None:
         "support_tickets",
         "survey_responses",
     } <= tables
-    assert store.schema_revision() == "0003"
+    assert store.schema_revision() == "0004"
 
 
 def test_reopening_migrates_nothing_and_keeps_data(store: Store, tmp_path: Path) -> None:
@@ -312,7 +312,7 @@ def test_migration_0002_keeps_runs_recorded_before_it(tmp_path: Path) -> None:
     engine.dispose()
     with Store.open(url, tmp_path) as store:
         # Opened by this version: upgraded past 0002 to the newest revision.
-        assert store.schema_revision() == "0003"
+        assert store.schema_revision() == "0004"
         assert store.get_run("old-run").disruptive == ()
 
 

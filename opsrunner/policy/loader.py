@@ -219,7 +219,16 @@ class Policy:
         values["opsrunner_windows"] = [w.model_dump(mode="json") for w in self.windows_for(names)]
         values["opsrunner_notices"] = [n.model_dump(mode="json") for n in self.notices_for(names)]
         values["opsrunner_policy_digest"] = self.digest()
+        # Disruptive steps the policy authorises on this host's tier (policy.yml disruptive).
+        values.update({f"{role}_disruptive": True for role in self.disruptive_roles_for(names)})
         return values
+
+    def disruptive_roles_for(self, groups: Iterable[str]) -> list[str]:
+        """Roles whose disruptive steps the policy authorises on a host of these groups."""
+        tier = self.tier_for(groups)
+        if tier is None:
+            return []
+        return sorted(r for r, grant in self.settings.disruptive.items() if tier in grant.tiers)
 
     def waivers_for(
         self, control_id: str, host: str, groups: Iterable[str], now: dt.datetime
@@ -415,6 +424,17 @@ def load_policy(path: Path | None = None) -> Policy:
                         ("controls", i, "source", j),
                         f"clause {source} is not in regulation.yml",
                     )
+
+    # policy.yml disruptive: each role named there checks some automated control.
+    if settings and controls_complete:
+        checked = sorted({str(c.role) for c in by_id.values() if c.role})
+        for role in settings.disruptive:
+            if role not in checked:
+                out.add(
+                    display_path(root / "policy.yml"),
+                    ("disruptive", role),
+                    f"role {role!r} checks no control (roles: {', '.join(checked)})",
+                )
 
     # Parameters: unique names, tiers from policy.yml, known clauses.
     by_name: dict[str, Parameter] = {}

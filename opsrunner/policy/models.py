@@ -84,6 +84,16 @@ class _Model(BaseModel):
 # --- policy.yml -------------------------------------------------------------------------------
 
 
+class DisruptiveGrant(_Model):
+    """Disruptive steps of one role that enforce always takes on hosts of some tiers."""
+
+    tiers: list[Name] = Field(
+        min_length=1,
+        description="Tiers (from `tiers`) whose hosts get `<role>_disruptive: true`.",
+    )
+    reason: Text = Field(description="Why the policy authorises it (the clause and the risk).")
+
+
 class Settings(_Model):
     """policy.yml: the policy's name, tiers, weights and limits."""
 
@@ -100,6 +110,14 @@ class Settings(_Model):
         description="The longest a waiver of a control of this severity may run."
     )
     scoring_model: Literal["xccdf", "flat", "flat_unweighted", "absolute"] = "xccdf"
+    disruptive: dict[Name, DisruptiveGrant] = Field(
+        default_factory=dict,
+        description=(
+            "Per role: the tiers whose hosts enforce may always take the role's disruptive "
+            "steps on (locking accounts, reboots, deleting). Elsewhere a run needs "
+            "`opsrunner enforce --allow-disruptive ROLE`."
+        ),
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> Settings:
@@ -112,6 +130,13 @@ class Settings(_Model):
                 raise ValueError(f"@{label}: {label} lacks {', '.join(missing)}")
         if len(set(self.tiers)) != len(self.tiers):
             raise ValueError("@tiers: tiers are listed twice")
+        for role, grant in self.disruptive.items():
+            for i, tier in enumerate(grant.tiers):
+                if tier not in self.tiers:
+                    raise ValueError(
+                        f"@disruptive.{role}.tiers.{i}: {tier!r} is not a tier of policy.yml "
+                        f"(tiers: {', '.join(self.tiers)})"
+                    )
         return self
 
 

@@ -149,6 +149,7 @@ def _run(
     summary: bool,
     schedule_job: str | None,
     emergency: str | None = None,
+    allow_disruptive: list[str] | None = None,
 ) -> None:
     from opsrunner.runner.progress import PlainReporter, for_terminal
     from opsrunner.runner.run import RunError, run
@@ -179,6 +180,7 @@ def _run(
                 reporter=reporter,
                 tags=tags,
                 extravars=_emergency_vars(emergency),
+                allow_disruptive=_split(allow_disruptive),
             )
         except RunError as exc:
             raise _fail(str(exc)) from exc
@@ -227,6 +229,13 @@ def _emergency_vars(reason: str | None) -> dict[str, Any] | None:
 
 
 ScheduleJobOpt = typer.Option(None, "--schedule-job", help="Record the run as this schedule job's.")
+AllowDisruptiveOpt = typer.Option(
+    None,
+    "--allow-disruptive",
+    help="Enforce: let these roles take their disruptive steps on every host of this run "
+    "(comma-separated or repeated, e.g. account_cleanup,patching); recorded on the run. "
+    "policy.yml `disruptive` authorises some roles per tier without it.",
+)
 
 
 def _audit_like(mode: str) -> Any:
@@ -247,9 +256,12 @@ def _audit_like(mode: str) -> Any:
         summary: bool = SummaryOpt,
         schedule_job: str | None = ScheduleJobOpt,
         emergency: str | None = EmergencyOpt,
+        allow_disruptive: list[str] | None = AllowDisruptiveOpt,
     ) -> None:
         if emergency is not None and mode != "enforce":
             raise _fail("--emergency goes with enforce only")
+        if allow_disruptive and mode != "enforce":
+            raise _fail("--allow-disruptive goes with enforce only (an audit never changes a host)")
         _run(
             mode,
             job=None,
@@ -269,6 +281,7 @@ def _audit_like(mode: str) -> Any:
             summary=summary,
             schedule_job=schedule_job,
             emergency=emergency,
+            allow_disruptive=allow_disruptive,
         )
 
     command.__doc__ = {
@@ -415,6 +428,8 @@ def runs_show(
         "artifact_dir",
     ):
         typer.echo(f"{key:>14}: {getattr(run, key)}")
+    allowed = ", ".join(run.disruptive) if run.disruptive else "none named for this run"
+    typer.echo(f"{'disruptive':>14}: {allowed}")
     for host in hosts:
         state = "reachable" if host.reachable else f"UNREACHABLE ({host.reason})"
         typer.echo(f"host {host.host} [{', '.join(host.groups)}] {state} {host.stats}")

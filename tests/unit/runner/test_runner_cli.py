@@ -149,6 +149,7 @@ def test_a_partial_run_says_so_above_its_figures(filled: dict[str, object]) -> N
     code, out, _ = _invoke("score", "--run", run.ident, *args)
     total = sum(1 for c in load_policy(ROOT / "policy").controls if c.kind == "automated")
     first = out.splitlines()[0]
+    assert code == 0
     assert first.startswith(f"PARTIAL RUN: {len(fw)} OF {total} AUTOMATED CONTROLS")
 
 
@@ -180,7 +181,8 @@ def test_store_export_import_prune(filled: dict[str, object]) -> None:
     assert code == 0 and "would delete 0 runs" in out and "kept 1" in out
     assert _invoke("store", "prune", "--older-than", "soon", *args)[0] == 2
     code, out, _ = _invoke("store", "info", *args)
-    assert code == 0 and "schema 0002" in out and "runs 1" in out
+    head = max(p.name[:4] for p in (ROOT / "opsrunner/store/migrations/versions").glob("0*.py"))
+    assert code == 0 and f"schema {head}" in out and "runs 1" in out
 
 
 def test_schedule_export(tmp_path: Path) -> None:

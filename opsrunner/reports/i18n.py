@@ -49,6 +49,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "evidence": ("evidence", "证据"),
     "failing": ("not passing", "未通过"),
     "hosts": ("hosts", "主机数"),
+    "hosts_title": ("Hosts", "主机"),
     "counted": ("counted", "计入"),
     "passed": ("passed", "通过"),
     "before": ("before", "之前"),
@@ -93,6 +94,14 @@ _LABELS: dict[str, tuple[str, str]] = {
     "controls": ("controls", "控制项数"),
     "title_col": ("title", "标题"),
     "legend": ("Legend", "图例"),
+    "st_pass": ("pass", "通过"),
+    "st_fail": ("fail", "失败"),
+    "st_error": ("error", "错误"),
+    "st_unknown": ("unknown", "未知"),
+    "st_stale": ("stale", "证据过期"),
+    "st_waived": ("waived", "已豁免"),
+    "st_notapplicable": ("not applicable", "不适用"),
+    "st_notchecked": ("not checked", "未检查"),
 }
 
 

@@ -111,7 +111,7 @@ def render(report: Report, *, level: str = "auditor", lang: str = "en") -> str:
                 for o in d["owners"]
             ],
         )
-        out += [f"## {t['hosts']}", ""]
+        out += [f"## {t['hosts_title']}", ""]
         out += _table(
             [t["host"], t["group"], t["grade"], t["effective"], t["raw"], t["failing"]],
             [

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from opsrunner.policy import Policy, default_policy_dir, load_policy
+from opsrunner.reports import Report, build
 from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
 
 T0 = dt.datetime(2026, 11, 2, 3, 0, tzinfo=dt.UTC)
@@ -147,3 +148,9 @@ def store(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> Iterator[
         _run(opened, policy, "20261102T030000-audit", T0, second=False)
         _run(opened, policy, "20261103T030000-audit", T1, second=True)
         yield opened
+
+
+@pytest.fixture(scope="session")
+def report(store: Store, policy: Policy) -> Report:
+    """The report of the second (latest) audit."""
+    return build(store, policy, "latest")

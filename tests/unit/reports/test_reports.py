@@ -30,12 +30,6 @@ BIDI = "\u202e"
 
 
 @pytest.fixture(scope="module")
-def report(store: Store, policy: Policy) -> Report:
-    """The report of the second (latest) audit."""
-    return build(store, policy, "latest")
-
-
-@pytest.fixture(scope="module")
 def rendered(report: Report) -> dict[str, str]:
     """Every format once."""
     return {fmt: render(report, fmt) for fmt in FORMATS}

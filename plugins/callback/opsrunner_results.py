@@ -33,6 +33,15 @@ CONTROL_ID = re.compile(r"^\s*([A-Z][A-Z0-9]{1,7}-\d{3})\s*\|")
 _RANK = {"notapplicable": 0, "pass": 1, "fail": 2, "error": 3}
 
 
+def _joined(values) -> str:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+    for value in values:
+        value = value.strip()
+        if value and value not in seen:
+            seen.append(value)
+    return "; ".join(seen)
+
+
 def _utcnow() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -74,6 +83,11 @@ class CallbackModule(CallbackBase):
             previous["evidence"] = "; ".join(
                 e for e in (previous.get("evidence"), entry["evidence"]) if e
             )
+        if previous["status"] in ("fail", "error"):
+            # Every finding's reason and evidence, failures first (docs/result-contract.md).
+            found = [c for s in ("fail", "error") for c in previous["checks"] if c["status"] == s]
+            for key in ("reason", "evidence"):
+                previous[key] = _joined(str(c.get(key) or "") for c in found)
         previous["remediated"] = bool(previous.get("remediated")) or bool(entry.get("remediated"))
 
     def _from_result(self, result, failed: bool = False) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ import typer
 
 from opsrunner import __version__
 from opsrunner.demo import demo
+from opsrunner.emergency.cli import register as register_emergency
 from opsrunner.lab.cli import app as lab_app
 from opsrunner.policy.cli import app as policy_app
 from opsrunner.policy.cli import waiver_app
@@ -22,6 +23,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(waiver_app, name="waiver")
 register_runner(app)
 register_reports(app)
+register_emergency(app)
 app.command("demo")(demo)
 
 

@@ -178,7 +178,7 @@ def ticket_stats(
     store: Store,
     start: dt.datetime,
     end: dt.datetime,
-    targets: Mapping[str, SupportTarget],
+    targets: Mapping[Any, SupportTarget],
 ) -> list[TicketStats]:
     """Per complexity: tickets opened in [start, end) answered and resolved within target.
 

@@ -18,6 +18,7 @@ from opsrunner.paths import project_root
 from opsrunner.policy import waivers as waiver_ops
 from opsrunner.policy.checks import coverage_problems, crosscheck_problems, inventory_problems
 from opsrunner.policy.loader import Policy, PolicyError, Problem, load_policy
+from opsrunner.policy.plan_checks import plan_problems
 from opsrunner.policy.schema import render_schema
 from opsrunner.policy.trace import trace as trace_key
 
@@ -127,7 +128,7 @@ def validate(
     groups the policy names, no policy parameter set as an inventory variable.
     """
     policy = _load(policy_dir)
-    problems: list[Problem] = []
+    problems: list[Problem] = plan_problems(policy)
     if coverage:
         problems += coverage_problems(policy)
     if crosscheck:

@@ -62,6 +62,8 @@ class Change:
 
     def text(self) -> str:
         """The line as an auditor reads it."""
+        if self.op == "~" and self.field == "expired":
+            return f"~ {self.kind} {self.key}: expired {_show(self.new)}"
         if self.op == "~" and self.field:
             return f"~ {self.kind} {self.key}: {self.field} {_show(self.old)} → {_show(self.new)}"
         if self.op == "~":

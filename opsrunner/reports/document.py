@@ -122,8 +122,14 @@ class Report:
     data: dict[str, Any]
 
     def to_json(self) -> str:
-        """Reproducible JSON: sorted keys, ASCII only (bidi and control characters escaped)."""
-        return json.dumps(self.data, indent=1, sort_keys=True, ensure_ascii=True) + "\n"
+        """Reproducible JSON: sorted keys, ASCII only (bidi and control characters escaped).
+
+        Compact, so that the C encoder writes a fleet's full matrix in seconds (pipe it through
+        `python -m json.tool` to read it).
+        """
+        return (
+            json.dumps(self.data, sort_keys=True, ensure_ascii=True, separators=(",", ":")) + "\n"
+        )
 
     # Convenience views used by the renderers.
     def __getitem__(self, key: str) -> Any:

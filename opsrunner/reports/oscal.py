@@ -29,7 +29,7 @@ def _prop(name: str, value: object) -> dict[str, str]:
 
 
 def _dump(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=True) + "\n"
+    return json.dumps(doc, sort_keys=True, ensure_ascii=True, separators=(",", ":")) + "\n"
 
 
 def clause_id(number: str) -> str:

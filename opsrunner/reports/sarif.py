@@ -121,4 +121,4 @@ def render(report: Report) -> str:
             }
         ],
     }
-    return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=True) + "\n"
+    return json.dumps(doc, sort_keys=True, ensure_ascii=True, separators=(",", ":")) + "\n"

@@ -339,3 +339,18 @@ def test_large_fleet_html_shows_the_worst_hosts_first(policy: Policy) -> None:
     worst = doc["hosts"][0]["host"]
     assert f'data-host="{worst}"' in page
     assert len(json.loads(render(doc, "json"))["results"]) == 300 * 20
+
+
+def test_publish_writes_the_report_and_metrics(
+    store: Store, policy: Policy, tmp_path: Path
+) -> None:
+    from opsrunner.reports import publish
+
+    written = publish(store, policy, "latest", tmp_path / "out", textfile_dir=tmp_path / "prom")
+    ident = "20261103T030000-audit"
+    assert written["html"].name == f"report-{ident}.html"
+    assert written["latest_html"].read_text() == written["html"].read_text()
+    assert json.loads(written["latest_json"].read_text())["run"]["ident"] == ident
+    assert "opsrunner_compliance_score_percent" in written["metrics"].read_text()
+    leftovers = [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    assert leftovers == []

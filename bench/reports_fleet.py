@@ -1,0 +1,89 @@
+"""Bench: the report of a large fleet (default 10,000 hosts x 200 controls) — time and size.
+
+Run: .venv/bin/python bench/reports_fleet.py [--hosts 10000] [--controls 200] [--out DIR]
+Scores synthetic results in memory (the project's policy, its automated controls cloned up to
+--controls), builds the canonical document, renders HTML (auditor) and JSON, and prints each
+step's seconds, the HTML and JSON sizes, and the ratio of rendering to scoring time.
+Timings are never asserted in tests; the HTML's size bound (20 MB) is what this checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+from opsrunner.policy import load_policy
+from opsrunner.reports import assemble, render
+from opsrunner.scoring import score
+from opsrunner.store import HostRecord, ResultRecord, RunRecord
+
+STATUSES = ("pass",) * 12 + ("fail", "fail", "error", "unknown", "notapplicable")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--hosts", type=int, default=10_000)
+    parser.add_argument("--controls", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="opsrunner-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    policy = load_policy()
+    automated = [c for c in policy.controls if c.kind == "automated" and "all" in c.applies_to]
+    controls = [
+        automated[n % len(automated)].model_copy(
+            update={"id": f"{automated[n % len(automated)].family}-{900 + n:04d}"}
+        )
+        for n in range(args.controls)
+    ]
+    fleet = dataclasses.replace(policy, controls=tuple(controls))
+    at = dt.datetime(2026, 11, 3, 3, 0, tzinfo=dt.UTC)
+    hosts = [
+        HostRecord(f"host{n:05d}", groups=("standard", f"rack{n % 40}")) for n in range(args.hosts)
+    ]
+    started = time.perf_counter()
+    results = [
+        ResultRecord(
+            h.host,
+            c.id,
+            STATUSES[(i * 31 + j * 7) % len(STATUSES)],
+            at,
+            reason="",
+            evidence="probe output " + c.id,
+        )
+        for i, h in enumerate(hosts)
+        for j, c in enumerate(controls)
+    ]
+    t_results = time.perf_counter() - started
+    run = RunRecord("bench", "audit", "successful", at, id=1, ended_at=at)
+
+    started = time.perf_counter()
+    scores = score(fleet, results, {h.host: list(h.groups) for h in hosts}, at)
+    t_score = time.perf_counter() - started
+    started = time.perf_counter()
+    document = assemble(fleet, run, results, hosts, scores)
+    t_doc = time.perf_counter() - started
+    started = time.perf_counter()
+    html = render(document, "html", level="auditor")
+    t_html = time.perf_counter() - started
+    started = time.perf_counter()
+    text = render(document, "json")
+    t_json = time.perf_counter() - started
+    (out / "report.html").write_text(html, encoding="utf-8")
+    (out / "report.json").write_text(text, encoding="utf-8")
+    html_mb = len(html.encode()) / 1e6
+    json_mb = len(text.encode()) / 1e6
+    print(f"{args.hosts} hosts x {args.controls} controls = {len(results)} results")
+    print(f"results {t_results:.1f}s  score {t_score:.1f}s  document {t_doc:.1f}s")
+    print(f"html {t_html:.1f}s {html_mb:.1f} MB  json {t_json:.1f}s {json_mb:.1f} MB  -> {out}")
+    print(f"ratio (document + html) / score = {(t_doc + t_html) / t_score:.2f}")
+    print(f"html under 20 MB: {'yes' if html_mb < 20 else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

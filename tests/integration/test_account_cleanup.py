@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,8 +46,11 @@ MUTATIONS: dict[str, list[tuple[str, str]]] = {
     "host3": [
         ("ACC-003", "usermod -aG adm grace"),
         ("ACC-005", "passwd -d bruce >/dev/null"),
-        ("ACC-007", "echo 'nobody ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/zz-extra"
-                    " && chmod 0440 /etc/sudoers.d/zz-extra"),
+        (
+            "ACC-007",
+            "echo 'nobody ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/zz-extra"
+            " && chmod 0440 /etc/sudoers.d/zz-extra",
+        ),
     ],
 }
 
@@ -77,9 +82,13 @@ def test_account_cleanup_enforce_idempotent_and_mutations(lab: Lab) -> None:
         first = run_playbook(lab, PLAYBOOK, check=False, extra_vars=DISRUPTIVE)
         for host in lab.hosts:
             _all_pass(first, host)
-        frank = lab.ssh("host2", "getent shadow frank | cut -d: -f2,8; id -nG frank;"
-                        " ls ~frank/.ssh; crontab -l -u frank 2>&1; pgrep -u frank -c;"
-                        " test -d /home/frank && echo home-kept", check=False).stdout
+        frank = lab.ssh(
+            "host2",
+            "getent shadow frank | cut -d: -f2,8; id -nG frank;"
+            " ls ~frank/.ssh; crontab -l -u frank 2>&1; pgrep -u frank -c;"
+            " test -d /home/frank && echo home-kept",
+            check=False,
+        ).stdout
         assert frank.splitlines()[0].startswith("!") and frank.splitlines()[0].endswith(":1"), frank
         assert frank.splitlines()[1] == "frank", frank  # only his own primary group is left
         assert "authorized_keys" not in frank and "no crontab for frank" in frank, frank
@@ -168,10 +177,103 @@ def test_account_cleanup_departure_deadline_and_disruptive_gate(lab: Lab, tmp_pa
         shadow = lab.ssh(host, "getent shadow bruce chen | cut -d: -f1,2").stdout
         assert "bruce:!" in shadow and "chen:!" in shadow, shadow
         assert lab.ssh(host, "pgrep -u bruce").returncode == 1, "bruce's process survived"
-        archived = lab.ssh(host, "tar -tzf /var/backups/departed-homes/bruce-home.tar.gz;"
-                           " test -e /home/bruce || echo home-removed").stdout
+        archived = lab.ssh(
+            host,
+            "tar -tzf /var/backups/departed-homes/bruce-home.tar.gz;"
+            " test -e /home/bruce || echo home-removed",
+        ).stdout
         assert "bruce/" in archived and "home-removed" in archived, archived
         roster_sudo = lab.ssh(host, "cat /etc/sudoers.d/opsrunner-roster").stdout
         assert "alice ALL" in roster_sudo and "bruce" not in roster_sudo, roster_sudo
     finally:
         reset_hosts(lab, host)
+
+
+def _enforce(lab: Lab, state: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`opsrunner enforce` of ACC-002 on host1 (critical) and host2 (standard), as users do."""
+    cli = [
+        str(Path(sys.executable).parent / "opsrunner"),
+        "enforce",
+        "--plain",
+        "--no-summary",
+        "-i",
+        str(lab.inventory_path),
+        "--limit",
+        "host1,host2",
+        "--controls",
+        "ACC-002",
+        "--state-dir",
+        str(state),
+        *extra,
+    ]
+    return subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+
+
+def _frank(lab: Lab, host: str) -> tuple[str, str, bool]:
+    """frank's shadow password field, account expiry (days) and whether a key file is left."""
+    shadow = lab.ssh(host, "getent shadow frank | cut -d: -f2,8", check=True).stdout.strip()
+    password, _, expires = shadow.partition(":")
+    keys = lab.ssh(host, "test -e ~frank/.ssh/authorized_keys").returncode == 0
+    return password, expires, keys
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_enforce_allow_disruptive_locks_a_departed_user(lab: Lab, tmp_path: Path) -> None:
+    """frank (departed in the roster) still has a live account on host1 and host2.
+
+    The policy authorises account_cleanup's disruptive steps on critical hosts (host1), so a
+    plain enforce locks him there and reports host2 not remediated; `--allow-disruptive
+    account_cleanup` then locks him on host2 too, and the run records it.
+    """
+    from opsrunner.store import Store
+
+    hosts = ["host1", "host2"]
+    reset_hosts(lab, *hosts)
+    state = tmp_path / "state"
+    try:
+        for host in hosts:
+            lab.ssh(host, FRANK_AS_BEFORE, check=True)
+            # useradd leaves no password ("!"): what tells a live account is no expiry and a key.
+            _password, expires, keys = _frank(lab, host)
+            assert expires == "" and keys
+
+        plain = _enforce(lab, state)
+        assert plain.returncode == 0, plain.stdout + plain.stderr
+        assert "Skipping callback plugin" not in plain.stdout + plain.stderr
+        locked, expires, keys = _frank(lab, "host1")
+        assert locked.startswith("!") and expires == "1" and not keys, (locked, expires, keys)
+        _password, expires, keys = _frank(lab, "host2")
+        assert expires == "" and keys, "host2 is standard: the policy does not authorise it"
+
+        allowed = _enforce(lab, state, "--allow-disruptive", "account_cleanup")
+        assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+        locked, expires, keys = _frank(lab, "host2")
+        assert locked.startswith("!") and expires == "1" and not keys, (locked, expires, keys)
+
+        with Store.open(None, state) as store:
+            second, first = store.list_runs(limit=2)
+            assert first.disruptive == () and second.disruptive == ("account_cleanup",)
+            before = {r.host: r for r in store.results(first.id or 0)}
+            after = {r.host: r for r in store.results(second.id or 0)}
+        assert before["host1"].status == "pass"
+        assert before["host2"].status == "fail"
+        assert "not remediated: account_cleanup_disruptive is false" in before["host2"].reason
+        assert after["host2"].status == "pass"
+        shown = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "opsrunner"),
+                "runs",
+                "show",
+                second.ident,
+                "--state-dir",
+                str(state),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "disruptive: account_cleanup" in shown, shown
+    finally:
+        reset_hosts(lab, *hosts)

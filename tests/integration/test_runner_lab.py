@@ -7,6 +7,8 @@ score; the audit never changes a host.
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,21 @@ from opsrunner.config import Settings
 from opsrunner.lab.core import Lab
 from opsrunner.policy import load_policy
 from opsrunner.runner import compliance_summary, run, run_scores
-from opsrunner.store import Store
+from opsrunner.runner.progress import PlainReporter
+from opsrunner.store import RunRecord, Store
 from tests.lab_helpers import reset_hosts, snapshots
 
 FW = ["FW-001", "FW-002", "FW-003", "FW-004", "FW-005"]
+CALLBACK_WARNING = "Skipping callback plugin"
+
+
+def assert_callback_loaded(run: RunRecord) -> None:
+    """The project's callback ran under ansible-runner: no warning, results.json written."""
+    artifacts = Path(run.artifact_dir)
+    stdout = (artifacts / "stdout").read_text(encoding="utf-8")
+    assert CALLBACK_WARNING not in stdout, stdout[:2000]
+    written = json.loads((artifacts.parents[1] / "results.json").read_text(encoding="utf-8"))
+    assert written["format"] == "opsrunner-results/1" and written["hosts"], written
 
 
 @pytest.mark.lab
@@ -30,9 +43,24 @@ def test_audit_enforce_audit_recorded_and_scored(lab: Lab, tmp_path: Path) -> No
     try:
         with Store.open(None, tmp_path / "state") as store:
             before = snapshots(lab)
-            first = run("audit", lab.inventory_path, controls=FW, store=store, settings=settings)
+            lines = io.StringIO()
+            first = run(
+                "audit",
+                lab.inventory_path,
+                controls=FW,
+                store=store,
+                settings=settings,
+                reporter=PlainReporter(lines),
+            )
             assert snapshots(lab) == before, "the audit changed a host"
             assert first.status == "successful", first
+            assert_callback_loaded(first)
+            # Each host x control printed once, with the status the store keeps.
+            printed = [
+                tuple(ln.split()[1:4]) for ln in lines.getvalue().splitlines() if ln[:1] == "["
+            ]
+            stored = [(r.host, r.control_id, r.status) for r in store.results(first.id or 0)]
+            assert sorted(printed) == sorted(stored), lines.getvalue()
             assert first.policy_digest == policy.digest() and first.controls == tuple(FW)
             statuses = {(r.host, r.control_id): r.status for r in store.results(first.id or 0)}
             assert set(statuses) == {(h, c) for h in lab.hosts for c in FW}
@@ -44,6 +72,7 @@ def test_audit_enforce_audit_recorded_and_scored(lab: Lab, tmp_path: Path) -> No
                 "enforce", lab.inventory_path, controls=FW, store=store, settings=settings
             )
             assert enforce.status == "successful", enforce
+            assert_callback_loaded(enforce)
             remediated = [r for r in store.results(enforce.id or 0) if r.remediated]
             assert remediated and all(r.status == "pass" for r in remediated)
 

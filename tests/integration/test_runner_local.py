@@ -275,6 +275,39 @@ def test_controls_filter_runs_only_those(project: dict[str, Any]) -> None:
         )
 
 
+def test_an_unreachable_host_keeps_what_did_not_apply(project: dict[str, Any]) -> None:
+    store: Store = project["store"]
+    # An earlier audit, when "down" still answered: RTX-004 did not apply there.
+    then = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    earlier = store.begin_run(
+        RunRecord(
+            ident="20261201T000000Z-audit-earlier", mode="audit", status="running", started_at=then
+        )
+    )
+    assert earlier.id is not None
+    store.add_results(
+        earlier.id,
+        [
+            ResultRecord("down", "RTX-004", "notapplicable", then, reason="no such service here"),
+            ResultRecord("down", "RTX-001", "pass", then),
+        ],
+    )
+    store.finish_run(earlier.id, "successful", ended_at=then)
+    record = run(
+        "audit", project["inventory"], store=store, settings=project["settings"], limit="down"
+    )
+    got = _by_key(store, record)
+    assert got[("down", "RTX-004")].status == "notapplicable"
+    assert "host unreachable" in got[("down", "RTX-004")].reason
+    assert (
+        f"not applicable when last checked {then.isoformat(timespec='seconds')} "
+        "(run 20261201T000000Z-audit-earlier): no such service here"
+    ) in got[("down", "RTX-004")].reason
+    # What applied then is unknown now: never passing.
+    assert got[("down", "RTX-001")].status == "unknown"
+    assert got[("down", "RTX-005")].status == "unknown"
+
+
 def test_a_tags_run_records_what_it_selected(project: dict[str, Any]) -> None:
     store: Store = project["store"]
     record = run(

@@ -8,6 +8,7 @@ from opsrunner import __version__
 from opsrunner.demo import demo
 from opsrunner.emergency.cli import register as register_emergency
 from opsrunner.lab.cli import app as lab_app
+from opsrunner.notify.cli import register as register_notify
 from opsrunner.policy.cli import app as policy_app
 from opsrunner.policy.cli import waiver_app
 from opsrunner.reports.cli import register as register_reports
@@ -24,6 +25,7 @@ app.add_typer(waiver_app, name="waiver")
 register_runner(app)
 register_reports(app)
 register_emergency(app)
+register_notify(app)
 app.command("demo")(demo)
 
 

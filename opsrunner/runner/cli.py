@@ -179,7 +179,7 @@ def _run(
                 settings=settings,
                 reporter=reporter,
                 tags=tags,
-                extravars=_emergency_vars(emergency),
+                extravars=_enforce_vars(mode, opened, emergency),
                 allow_disruptive=_split(allow_disruptive),
             )
         except RunError as exc:
@@ -217,6 +217,16 @@ EmergencyOpt = typer.Option(
     help="Enforce: patch outside the maintenance window / without notice, for this reason "
     "(recorded on the run as job 'emergency' and by the patching role).",
 )
+
+
+def _enforce_vars(mode: str, store: Store, emergency: str | None) -> dict[str, Any] | None:
+    """Enforce reads the store's notices on record (patching defers without one) and any
+    emergency override."""
+    if mode != "enforce":
+        return _emergency_vars(emergency)
+    from opsrunner.notify.notices import ansible_vars
+
+    return {**ansible_vars(store), **(_emergency_vars(emergency) or {})}
 
 
 def _emergency_vars(reason: str | None) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""`opsrunner daemon`: run due jobs (a missed one once, late) and scrape node exporters."""
+"""`opsrunner daemon`: run due jobs (a missed one once, late), scrape exporters, notify."""
 
 from __future__ import annotations
 
@@ -92,6 +92,7 @@ class Daemon:
         runner: Runner,
         hostvars: Mapping[str, Mapping[str, Any]] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        notifier: Callable[[dt.datetime], object] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -100,6 +101,8 @@ class Daemon:
         self.runner = runner
         self.targets = exporter_targets(hostvars or {})
         self.clock = clock
+        # Notices and alerts (opsrunner.notify); serve() builds the policy's when none is given.
+        self.notifier = notifier
 
     def due(self) -> list[Due]:
         """What is due now, by the runs on record."""
@@ -129,10 +132,28 @@ class Daemon:
                 scheduled_for=item.scheduled_for,
                 late=item.late,
                 cancel=cancel,
+                **self._notice_vars(job),
             )
             log.info("%s: %s", job.name, record.status)
             done.append(record)
         return done
+
+    def _notice_vars(self, job: Job) -> dict[str, Any]:
+        """An enforce job gets the store's notices on record (the patching role reads them)."""
+        if job.mode != "enforce":
+            return {}
+        from opsrunner.notify.notices import ansible_vars
+
+        return {"extravars": ansible_vars(self.store)}
+
+    def notify(self) -> None:
+        """Send due notices, evaluate alerts, retry undelivered messages; never stops the loop."""
+        if self.notifier is None:
+            return
+        try:
+            self.notifier(self.clock())
+        except Exception:  # a broken channel or policy must not stop the schedule
+            log.exception("notices and alerts failed this round")
 
     def scrape_once(self) -> list[SampleRecord]:
         """Scrape every host's exporter once and record the samples in one transaction."""
@@ -145,7 +166,11 @@ class Daemon:
 
     def serve(self, stop: threading.Event, *, once: bool = False) -> None:
         """The loop: due jobs first (catching up once), then scrapes and jobs as they fall due."""
+        from opsrunner.notify.daemon import default_notifier
         from opsrunner.runner.run import recover_stale
+
+        if self.notifier is None:
+            self.notifier = default_notifier(self.settings, self.store, self.inventory)
 
         for record in recover_stale(self.store, self.settings.run_timeout, self.clock()):
             log.info("recovered %s from its artifacts: %s", record.ident, record.status)
@@ -156,6 +181,7 @@ class Daemon:
                 self.scrape_once()
                 next_scrape = time.monotonic() + interval
             self.run_due(cancel=stop)
+            self.notify()
             if once:
                 return
             now = self.clock()

@@ -246,6 +246,7 @@ def test_emergency_enforce_passes_the_override_and_records_it(
     assert result.exit_code == 0, result.output
     assert seen["mode"] == "enforce" and seen["job"] == "emergency"
     assert seen["extravars"] == {
+        "opsrunner_notice_records": [],  # the store's notices on record (none here)
         "patching_emergency": True,
         "patching_emergency_reason": "CVE-2026-41001 exploited",
     }

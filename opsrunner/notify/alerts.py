@@ -277,6 +277,8 @@ def evaluate(
     host_groups: Mapping[str, list[str]] = store.host_groups()
     repeat = dt.timedelta(minutes=policy.notifications.alerts.repeat_minutes)
     out = Evaluation()
+    # Messages are queued after each transaction closes: one writer at a time (SQLite).
+    sends: list[tuple[AlertState, list[str], str, bool]] = []
     with store.session() as session:
         rows = {r.fingerprint: r for r in session.scalars(select(AlertState))}
     for fp, cond in current.items():
@@ -306,7 +308,7 @@ def evaluate(
                 again = row.last_sent_at is not None
                 row.last_sent_at, row.sent_count = now, row.sent_count + 1
                 session.flush()
-                _send(policy, store, row, groups, "firing", now, repeat=again)
+                sends.append((row, groups, "firing", again))
                 if again:
                     out.repeated.append(fp)
     for fp, row in rows.items():
@@ -320,7 +322,9 @@ def evaluate(
             out.resolved.append(fp)
             if live.last_sent_at is not None:  # never told: nothing to take back
                 groups = host_groups.get(live.host, []) if live.host else []
-                _send(policy, store, live, groups, "resolved", now)
+                sends.append((live, groups, "resolved", False))
+    for row, groups, status, again in sends:
+        _send(policy, store, row, groups, status, now, repeat=again)
     if deliver:
         out.delivered = outbox.deliver_due(
             store,

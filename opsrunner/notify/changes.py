@@ -173,11 +173,13 @@ def _is_patching(run: RunRecord) -> bool:
     )
 
 
-def happened(store: Store, row: ChangeRecord, now: dt.datetime) -> dict[str, Any]:
+def happened(
+    store: Store, row: ChangeRecord, now: dt.datetime, end: dt.datetime | None = None
+) -> dict[str, Any]:
     """What happened while the change ran: patching runs on its hosts, health checks, alerts."""
     if row.started_at is None:
         return {"runs": [], "health": [], "alerts": []}
-    end = row.ended_at or now
+    end = end or row.ended_at or now
     hosts = set(row.hosts)
     runs, health = [], []
     for run in store.list_runs(limit=1000, mode="enforce"):
@@ -238,11 +240,11 @@ def evaluate(
         "by": by,
         "at": utc_iso(now),
     }
+    seen = happened(store, row, now, end=now)
     with store.session() as session:
         live = session.get(ChangeRecord, row.id)
         assert live is not None
         live.ended_at = now
-        seen = happened(store, live, now)
         live.data = {**live.data, "evaluation": evaluation, "happened": seen}
         live.status, live.updated_at = "evaluated", now
         return live

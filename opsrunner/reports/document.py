@@ -553,7 +553,7 @@ def assemble(
             "raw": _counts(items, "raw"),
             "effective": _counts(items, "effective"),
         },
-        "trend": [dict(t) for t in trend],
+        "trend": [dict(t) for t in trend] or [_trend_point(run, scores)],
         "changes": _changes(before, items, previous),
         "chapters": chapter_rows,
         "owners": owner_rows,

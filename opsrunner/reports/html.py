@@ -206,7 +206,8 @@ def render(report: Report, *, level: str = "manager", lang: str = "en") -> str:
     words = labels(lang)
     data = report.data
     hosts = [h for h in data["hosts"] if not h["organisation"]]
-    worst_hosts = [h for h in hosts if h["failing"]][:10]
+    # A retired host (scoring may mark one) is no risk to fix: it leaves the top-risk list.
+    worst_hosts = [h for h in hosts if h["failing"] and not h["retired"]][:10]
     controls = {c["id"]: c for c in data["controls"]}
     worst_controls = [controls[c] for c in data["worst_controls"][:10]]
     changes = data["changes"]

@@ -111,12 +111,13 @@ def assess(
         raise AssessError("policy/targets.yml is missing: the indicators have no targets (7.1.2)")
     hosts = sorted(fleet)
 
-    samples = store.samples(since=start, until=as_of)
+    # Only the fleet's scrapes: a host no longer in the inventory is not assessed.
+    samples = [s for s in store.samples(since=start, until=as_of) if s.host in fleet]
     per_host = availability(samples, hosts, start, as_of, scrape_interval)
     ok = sum(a.ok for a in per_host.values())
     expected = sum(a.expected for a in per_host.values())
     avail = round(min(100.0, 100.0 * ok / expected), 3) if expected else None
-    latencies = [s.duration_ms for s in samples if s.ok and s.host in fleet]
+    latencies = [s.duration_ms for s in samples if s.ok]
     restores, matched = _restore_checks(store, start, as_of)
     found = incidents.listing(store, since=start, until=as_of)
     security = [i for i in found if i.kind == "security"]

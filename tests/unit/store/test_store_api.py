@@ -285,35 +285,70 @@ def test_run_records_the_roles_allowed_disruptive_steps(store: Store) -> None:
     assert _run(store, "audit-1").disruptive == ()
 
 
-def test_migration_0002_keeps_runs_recorded_before_it(tmp_path: Path) -> None:
-    # A store at revision 0001 with a run in it, then opened by this version: the run allowed
-    # no disruptive step, and new runs record theirs.
+def _store_at_0001_with_a_run(url: str) -> None:
+    """A database at revision 0001 holding one finished run, as an older opsrunner left it."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine, text
 
     from opsrunner.store import migrations
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0001")
-        connection.execute(
-            text(
-                "INSERT INTO runs (ident, mode, job, playbook, status, started_at, user, "
-                'controller, inventory, "limit", controls, policy_commit, policy_digest, late, '
-                "reason, artifact_dir, stats) VALUES ('old-run', 'enforce', '', '', 'successful', "
-                "'2026-11-01 08:00:00', '', '', '', '', '{}', '', '', 0, '', '', '{}')"
+    try:
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(text("DROP SCHEMA public CASCADE"))
+                connection.execute(text("CREATE SCHEMA public"))
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "0001")
+            connection.execute(
+                text(
+                    'INSERT INTO runs (ident, mode, job, playbook, status, started_at, "user", '
+                    'controller, inventory, "limit", controls, policy_commit, policy_digest, '
+                    "late, reason, artifact_dir, stats) VALUES ('old-run', 'enforce', '', '', "
+                    "'successful', :at, '', '', '', '', '{}', '', '', :late, '', '', '{}')"
+                ),
+                {"at": dt.datetime(2026, 11, 1, 8, 0), "late": False},
+            )
+    finally:
+        engine.dispose()
+
+
+def _opened_past_0002(url: str, tmp_path: Path) -> None:
+    with Store.open(url, tmp_path) as store:
+        # Upgraded past 0002 (to whatever the newest revision is): the old run allowed no
+        # disruptive step, a new one records its roles.
+        assert int(store.schema_revision()) >= 2
+        assert store.get_run("old-run").disruptive == ()
+        new = store.begin_run(
+            RunRecord(
+                ident="new-run",
+                mode="enforce",
+                status="running",
+                started_at=T0,
+                disruptive=("account_cleanup",),
             )
         )
-    engine.dispose()
-    with Store.open(url, tmp_path) as store:
-        # Opened by this version: upgraded past 0002 to the newest revision.
-        assert store.schema_revision() == "0004"
-        assert store.get_run("old-run").disruptive == ()
+        assert store.get_run(new.id or 0).disruptive == ("account_cleanup",)
+
+
+def test_migration_0002_keeps_runs_recorded_before_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _store_at_0001_with_a_run(url)
+    _opened_past_0002(url, tmp_path)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_migration_0002_keeps_runs_recorded_before_it_on_postgresql(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from opsrunner.store import normalise_url
+
+    _store_at_0001_with_a_run(normalise_url(pg_url, tmp_path))
+    _opened_past_0002(pg_url, tmp_path)
 
 
 def test_last_known_skips_unknown_and_notchecked_and_names_the_run(store: Store) -> None:

@@ -135,7 +135,7 @@ class Collector:
             self.seal()
             self._stats(data)
         elif kind == "playbook_on_play_start":
-            # The previous play (or serial batch) is over: its results can no longer change.
+            # The previous play is over (all its serial batches): its results are final.
             self.seal()
         elif not host:
             return

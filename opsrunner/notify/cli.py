@@ -387,7 +387,7 @@ def change_test(
         kind=kind,
         result=result,
         ref=ref,
-        files=files,
+        files=files or [],
         note=note,
     )
     typer.echo(f"{row.ident}: {kind} {result}; now {row.status}")

@@ -354,6 +354,8 @@ def due_notices(policy: Policy, store: Store, now: dt.datetime) -> list[Occurren
     lead = dt.timedelta(hours=policy.notifications.delivery.notice_lead_hours)
     out = []
     for window in policy.windows:
+        if not audience(policy, "notice", window.groups).recipients:
+            continue  # nobody to tell: `notice send` says so, the daemon stays quiet
         occ = occurrence_after(window, now)
         if now < occ.due - lead:
             continue

@@ -15,6 +15,8 @@ bridge only, without touching the policy:
 * :func:`install_web_content` — the web application: ``opsdemo-web`` 1.0 from the lab's apt
   repository (the feed names a CVE it has, fixed in 1.1 in ``bookworm-security``) and pages
   under ``/srv/www``.
+* :func:`install_db_content` — a db host's application database and the policy's sensitive
+  data path (``/var/lib/postgresql``, ENC-001).
 * :func:`plant_departed_user` — an account of a person the roster says has left, as it looked
   while they worked there (groups, SSH key, crontab): what account_cleanup must disable.
 """
@@ -260,6 +262,38 @@ def install_web_content(lab: Lab, host: str) -> str:
     return lab.ssh(
         host, f"dpkg-query -W -f '${{Package}} ${{Version}}' {WEB_PACKAGE}", check=True
     ).stdout.strip()
+
+
+DB_SENSITIVE_PATH = "/var/lib/postgresql"
+#: The lab database: an SQLite file the db backup set's pre_hook dumps (parameters/backup.yml).
+DB_FILE = "/srv/db/app.sqlite"
+
+
+def install_db_content(lab: Lab, host: str) -> None:
+    """The database of a db host: an application SQLite file and the policy's sensitive data path.
+
+    ``/var/lib/postgresql`` (the ``postgres`` system account's, 0700, as a PostgreSQL package
+    leaves it) is the path the policy requires on encrypted storage (ENC-001) and audits
+    (AUD-003) on db hosts; without it ENC-001 errs on a missing path. The lab's storage is an
+    overlay with no block device, so ENC-001 then reports what a container truly cannot show.
+    """
+    script = (  # a fixed script run on the lab host (no outside input)
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1])\n"
+        "c.execute('create table if not exists orders (id integer primary key, item text)')\n"
+        "c.executemany('insert or ignore into orders values (?, ?)', "
+        "[(1, 'lab order 1'), (2, 'lab order 2')])\n"
+        "c.commit()\n"
+    )
+    lab.ssh(
+        host,
+        "id -u postgres >/dev/null 2>&1 || useradd --system --user-group --shell "
+        f"/usr/sbin/nologin --home-dir {DB_SENSITIVE_PATH} postgres; "
+        f"install -d -o postgres -g postgres -m 0700 {DB_SENSITIVE_PATH} && "
+        f"install -d -m 0750 /srv/db && python3 - {DB_FILE}",
+        input=script,
+        check=True,
+    )
 
 
 def plant_departed_user(lab: Lab, host: str, user: str, ssh_key: str) -> None:

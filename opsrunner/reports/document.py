@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from opsrunner import __version__
@@ -33,6 +37,7 @@ TREND_RUNS = 12
 FINISHED = ("successful", "failed", "timeout", "canceled", "interrupted")
 
 
+@functools.lru_cache(maxsize=65536)
 def _iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
@@ -288,16 +293,25 @@ def build(
     hosts = store.hosts(run.id)
     scores = run_scores(policy, run, results, hosts, model=model)
     previous = _previous_runs(store, run)
+    cache = _TrendCache(store.state_dir, policy, model)
+    cache.put(run, _trend_point(run, scores))
     trend: list[dict[str, Any]] = []
     before_items: Sequence[Item] | None = None
     for n, past in enumerate(previous):
         assert past.id is not None
-        past_scores = run_scores(
-            policy, past, store.results(past.id), store.hosts(past.id), model=model
-        )
-        if n == 0:
-            before_items = past_scores.items
-        trend.append(_trend_point(past, past_scores))
+        point = cache.get(past) if n else None
+        if point is None:
+            # The previous run is scored in full (its items give "since the last run"); older
+            # runs only for their trend point, once: the point is kept beside the store.
+            past_scores = run_scores(
+                policy, past, store.results(past.id), store.hosts(past.id), model=model
+            )
+            if n == 0:
+                before_items = past_scores.items
+            point = _trend_point(past, past_scores)
+            cache.put(past, point)
+        trend.append(point)
+    cache.save()
     trend.reverse()
     trend.append(_trend_point(run, scores))
     return assemble(
@@ -310,6 +324,54 @@ def build(
         before=before_items,
         previous=previous[0].ident if previous else None,
     )
+
+
+@functools.cache
+def _scoring_code() -> str:
+    # A change of scoring's code (its semantics) must not reuse points computed by the old one.
+    from opsrunner.runner import summary
+    from opsrunner.scoring import engine
+
+    blob = b"".join(Path(m.__file__ or "").read_bytes() for m in (engine, summary))
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class _TrendCache:
+    """Trend points already computed, per run, policy digest and model (<state>/reports/)."""
+
+    def __init__(self, state_dir: Path, policy: Any, model: str | None) -> None:
+        self.path = state_dir / "reports" / "trend-cache.json"
+        digest = policy.digest() if hasattr(policy, "digest") else ""
+        self.prefix = f"{_scoring_code()}|{digest}|{model or policy.settings.scoring_model}|"
+        self.changed = False
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            self.points: dict[str, dict[str, Any]] = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            self.points = {}
+
+    def _key(self, run: RunRecord) -> str:
+        return f"{self.prefix}{run.id}|{run.ident}|{_iso(run.ended_at)}"
+
+    def get(self, run: RunRecord) -> dict[str, Any] | None:
+        found = self.points.get(self._key(run))
+        return dict(found) if isinstance(found, dict) else None
+
+    def put(self, run: RunRecord, point: dict[str, Any]) -> None:
+        if run.status in FINISHED and self.points.get(self._key(run)) != point:
+            self.points[self._key(run)] = point
+            self.changed = True
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.points, sort_keys=True), encoding="utf-8")
+            tmp.replace(self.path)
+        except OSError:
+            pass  # a read-only state directory: the points are computed again next time
 
 
 def resolve_run(store: Store, run_key: int | str) -> RunRecord:

@@ -13,6 +13,7 @@ from opsrunner.policy import Policy, default_policy_dir, load_policy
 from opsrunner.reports import Report, build
 from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
 
+TM = dt.datetime(2026, 11, 1, 3, 0, tzinfo=dt.UTC)
 T0 = dt.datetime(2026, 11, 2, 3, 0, tzinfo=dt.UTC)
 T1 = dt.datetime(2026, 11, 3, 3, 0, tzinfo=dt.UTC)
 
@@ -142,9 +143,10 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> Policy:
 
 @pytest.fixture(scope="session")
 def store(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> Iterator[Store]:
-    """Two audits a day apart: the report covers the second, the trend and changes both."""
+    """Three audits a day apart: the report covers the last, the trend all three."""
     path: Path = tmp_path_factory.mktemp("reports")
     with Store.open(f"sqlite:///{path / 'store.db'}", path) as opened:
+        _run(opened, policy, "20261101T030000-audit", TM, second=True)
         _run(opened, policy, "20261102T030000-audit", T0, second=False)
         _run(opened, policy, "20261103T030000-audit", T1, second=True)
         yield opened

@@ -69,7 +69,11 @@ def test_document_content(report: Report) -> None:
     d = report.data
     assert d["as_of"] == "2026-11-03T03:20:00Z"
     assert d["run"]["ident"] == "20261103T030000-audit"
-    assert [p["run"] for p in d["trend"]] == ["20261102T030000-audit", "20261103T030000-audit"]
+    assert [p["run"] for p in d["trend"]] == [
+        "20261101T030000-audit",
+        "20261102T030000-audit",
+        "20261103T030000-audit",
+    ]
     assert d["changes"]["previous_run"] == "20261102T030000-audit"
     # host1 ACC-002 passed, then failed, and WVR-2026-001 waives it: effective stays passing.
     acc = next(r for r in d["results"] if r["host"] == "host1" and r["control"] == "ACC-002")
@@ -303,7 +307,7 @@ def test_metrics_text_exposition(report: Report, store: Store, tmp_path: Path) -
     runs_total = sum(
         s.value for s in families["opsrunner_runs"].samples if s.name.endswith("_total")
     )
-    assert runs_total == len(runs) == 2
+    assert runs_total == len(runs) == 3
     path = prom.write_textfile(tmp_path / "textfile", report, runs)
     assert path.read_text() == text
     assert [p.name for p in path.parent.iterdir()] == ["opsrunner.prom"]
@@ -354,3 +358,22 @@ def test_publish_writes_the_report_and_metrics(
     assert "opsrunner_compliance_score_percent" in written["metrics"].read_text()
     leftovers = [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_trend_points_from_the_cache_equal_computed_ones(
+    store: Store, policy: Policy, rendered: dict[str, str]
+) -> None:
+    cache = store.state_dir / "reports" / "trend-cache.json"
+    assert cache.is_file(), "building a report keeps its runs' trend points"
+    assert render(build(store, policy, "latest"), "json") == rendered["json"]
+    # The oldest run's point is read from the cache: a planted value shows through.
+    points = json.loads(cache.read_text())
+    key = next(k for k in points if "20261101T030000-audit" in k)
+    points[key] = dict(points[key], effective=12.34)
+    cache.write_text(json.dumps(points), encoding="utf-8")
+    planted = build(store, policy, "latest")["trend"]
+    assert planted[0]["effective"] == 12.34
+    cache.write_text("{not json", encoding="utf-8")
+    assert render(build(store, policy, "latest"), "json") == rendered["json"]
+    cache.unlink()
+    assert render(build(store, policy, "latest"), "json") == rendered["json"]

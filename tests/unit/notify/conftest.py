@@ -12,6 +12,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message as MailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -124,9 +125,10 @@ def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, dat
     return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 
 
-@pytest.fixture
-def smtp_sink(tmp_path: Path) -> Iterator[SmtpSink]:
-    cert, key = _self_signed(tmp_path)
+@contextmanager
+def running_smtp(directory: Path) -> Iterator[SmtpSink]:
+    """An SMTP server on 127.0.0.1 (STARTTLS required, then AUTH) for as long as the block runs."""
+    cert, key = _self_signed(directory)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     sink = SmtpSink(free_port(), cert)
@@ -144,6 +146,12 @@ def smtp_sink(tmp_path: Path) -> Iterator[SmtpSink]:
         yield sink
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_sink(tmp_path: Path) -> Iterator[SmtpSink]:
+    with running_smtp(tmp_path) as sink:
+        yield sink
 
 
 @dataclass

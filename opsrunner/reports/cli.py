@@ -72,7 +72,10 @@ def report(
         "html",
         "--format",
         "-f",
-        help="html, md, json, junit, sarif, csv, xccdf, oscal, oscal-catalog, oscal-components.",
+        help=(
+            "html, md, json, junit, sarif, csv, xccdf, oscal, oscal-catalog,"
+            " oscal-components, text."
+        ),
     ),
     lang: str = typer.Option("en", "--lang", help="en or zh (HTML and Markdown)."),
     level: str = typer.Option(

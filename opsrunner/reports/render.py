@@ -15,6 +15,7 @@ FORMATS = (
     "oscal",
     "oscal-catalog",
     "oscal-components",
+    "text",
 )
 
 
@@ -54,6 +55,10 @@ def render(report: Report, fmt: str, *, level: str = "auditor", lang: str = "en"
         from opsrunner.reports import oscal
 
         return oscal.render_catalog(report)
+    if fmt == "text":
+        from opsrunner.reports import text
+
+        return text.render(report)
     if fmt == "oscal-components":
         from opsrunner.reports import oscal
 

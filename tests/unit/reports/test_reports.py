@@ -377,3 +377,13 @@ def test_trend_points_from_the_cache_equal_computed_ones(
     assert render(build(store, policy, "latest"), "json") == rendered["json"]
     cache.unlink()
     assert render(build(store, policy, "latest"), "json") == rendered["json"]
+
+
+def test_text_summary_from_the_document(report: Report, rendered: dict[str, str]) -> None:
+    text = rendered["text"]
+    assert text.startswith("Run 20261103T030000-audit  mode audit  status successful")
+    assert f"grade {report['grade']}" in text.splitlines()[0]
+    percent = report["scores"]["effective"]["all"]["percent"]
+    assert f"{percent:.1f}%" in text
+    assert "evil<img src=x" in text  # plain text for a terminal, shown as written
+    assert BIDI not in text and "<U+202E>" in text

@@ -212,7 +212,6 @@ def _attestation_rows(policy: Any, as_of: dt.datetime) -> list[dict[str, Any]]:
 
 
 def _run_row(run: RunRecord) -> dict[str, Any]:
-    stats = run.stats or {}
     return {
         "ident": run.ident,
         "id": run.id,
@@ -232,8 +231,8 @@ def _run_row(run: RunRecord) -> dict[str, Any]:
         "rc": run.rc,
         "reason": run.reason,
         "late": run.late,
-        # The runner records disruptive approvals and emergencies in the run's stats/job.
-        "disruptive": bool(stats.get("disruptive", False)) if isinstance(stats, dict) else False,
+        # Roles whose disruptive steps the run was allowed (enforce --allow-disruptive).
+        "disruptive": sorted(str(r) for r in getattr(run, "disruptive", ()) or ()),
         "emergency": run.job == "emergency",
     }
 

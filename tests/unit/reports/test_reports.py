@@ -387,3 +387,19 @@ def test_text_summary_from_the_document(report: Report, rendered: dict[str, str]
     assert f"{percent:.1f}%" in text
     assert "evil<img src=x" in text  # plain text for a terminal, shown as written
     assert BIDI not in text and "<U+202E>" in text
+
+
+def test_run_record_shows_disruptive_roles(store: Store, policy: Policy) -> None:
+    import dataclasses
+
+    from opsrunner.reports import assemble
+    from opsrunner.runner.summary import run_scores
+
+    run = store.get_run("20261103")
+    assert run.id is not None
+    enforce = dataclasses.replace(run, mode="enforce", disruptive=("patching", "account_cleanup"))
+    results, hosts = store.results(run.id), store.hosts(run.id)
+    doc = assemble(policy, enforce, results, hosts, run_scores(policy, enforce, results, hosts))
+    assert doc["run"]["disruptive"] == ["account_cleanup", "patching"]
+    assert "yes: account_cleanup, patching" in render(doc, "html", level="executive")
+    assert build(store, policy, "latest")["run"]["disruptive"] == []

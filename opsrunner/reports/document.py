@@ -430,6 +430,8 @@ def assemble(
         owner = control.owner if control is not None else ""
         items_by_owner.setdefault(owner, []).append(item)
 
+    # Hosts with results that are no longer in the scored fleet (scoring's `retired`).
+    retired = set(getattr(scores, "retired", ()) or ())
     host_rows: list[dict[str, Any]] = []
     for name, table in scores.by_host.items():
         rec = host_rec.get(name)
@@ -441,8 +443,7 @@ def assemble(
                 "groups": list(rec.groups) if rec else [],
                 "reachable": rec.reachable if rec else True,
                 "reason": rec.reason if rec else "",
-                "retired": bool(getattr(rec, "retired", False))
-                or any(bool(getattr(i, "retired", False)) for i in these[:1]),
+                "retired": name in retired,
                 "organisation": rec is None and all(i.kind == "manual" for i in these),
                 "grade": grade_of(eff, grades),
                 "scores": figures(table),
@@ -622,6 +623,7 @@ def assemble(
         "hosts": host_rows,
         "controls": control_rows,
         "worst_controls": worst_controls,
+        "retired_hosts": sorted(retired),
         "clauses": clause_rows,
         "results": result_rows,
         "stale": stale_rows,

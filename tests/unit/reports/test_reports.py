@@ -403,3 +403,19 @@ def test_run_record_shows_disruptive_roles(store: Store, policy: Policy) -> None
     assert doc["run"]["disruptive"] == ["account_cleanup", "patching"]
     assert "yes: account_cleanup, patching" in render(doc, "html", level="executive")
     assert build(store, policy, "latest")["run"]["disruptive"] == []
+
+
+def test_retired_hosts_are_listed_not_scored(store: Store, policy: Policy) -> None:
+    from opsrunner.reports import assemble
+    from opsrunner.scoring import score
+
+    run = store.get_run("20261103")
+    assert run.id is not None and run.ended_at is not None
+    results, hosts = store.results(run.id), store.hosts(run.id)
+    fleet = {h.host: list(h.groups) for h in hosts if h.host != EVIL_HOST}
+    scores = score(policy, results, fleet, run.ended_at)
+    doc = assemble(policy, run, results, [h for h in hosts if h.host != EVIL_HOST], scores)
+    assert doc["retired_hosts"] == [EVIL_HOST]
+    assert EVIL_HOST not in {h["host"] for h in doc["hosts"]}
+    page = render(doc, "html", level="manager")
+    assert "Retired hosts (results kept, not scored): evil&lt;img" in page

@@ -311,7 +311,35 @@ def policy(policy_dir: Path) -> Policy:
     return load_policy(policy_dir)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(None, tmp_path / "state") as opened:
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    from tests.unit.store.conftest import _unavailable, pg_server
+
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    with pg_server() as url:
+        yield url
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow])]
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Notices, alerts and changes on both databases the store supports."""
+    if request.param == "sqlite":
+        opened = Store.open(None, tmp_path / "state")
+    else:
+        from tests.unit.store.conftest import _fresh_pg
+
+        opened = _fresh_pg(request.getfixturevalue("pg_url"), tmp_path / "state")
+    try:
         yield opened
+    finally:
+        opened.close()
+
+
+def reopen(store: Store) -> Store:
+    """The same database opened again, as a restarted daemon would."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    return Store.open(None if store.dialect == "sqlite" else url, store.state_dir)

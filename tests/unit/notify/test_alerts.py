@@ -8,7 +8,7 @@ import datetime as dt
 from opsrunner.notify import alerts, notices, outbox
 from opsrunner.policy.loader import Policy
 from opsrunner.store import Store
-from tests.unit.notify.conftest import HttpReceiver, SmtpSink
+from tests.unit.notify.conftest import HttpReceiver, SmtpSink, reopen
 from tests.unit.notify.helpers import GROUPS, record_run
 
 T0 = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
@@ -133,7 +133,7 @@ def test_undelivered_alert_waits_in_the_outbox_until_the_receiver_is_back(
     (waiting,) = outbox.messages(store, status="pending")
     assert waiting.channel == "hook" and waiting.kind == "alert"
     http_receiver.start()
-    with Store.open(None, store.state_dir) as reopened:  # a restarted daemon
+    with reopen(store) as reopened:  # a restarted daemon
         later = alerts.evaluate(policy, reopened, T0 + dt.timedelta(minutes=2))
         assert [(d.channel, d.ok) for d in later.delivered] == [("hook", True)]
         assert outbox.messages(reopened, status="pending") == []

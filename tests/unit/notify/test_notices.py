@@ -19,7 +19,7 @@ from opsrunner.notify.routing import secrets_for
 from opsrunner.policy.loader import Policy
 from opsrunner.store import Store
 from opsrunner.store.notices import NoticeRecord, OutboxMessage
-from tests.unit.notify.conftest import HMAC_KEY, HttpReceiver, SmtpSink
+from tests.unit.notify.conftest import HMAC_KEY, HttpReceiver, SmtpSink, reopen
 from tests.unit.notify.helpers import GROUPS, record_run
 
 # critical-weekly opens Sunday 02:00 Asia/Shanghai: 2026-11-28T18:00Z, notice due 72 h before.
@@ -118,7 +118,7 @@ def test_receiver_down_retries_with_backoff_and_nothing_is_lost(
 
     # The controller restarts (a new Store on the same database) and the receiver comes back.
     http_receiver.start()
-    with Store.open(None, store.state_dir) as reopened:
+    with reopen(store) as reopened:
         (ok,) = outbox.deliver_due(
             reopened, channels, secrets, rules, NOW + dt.timedelta(minutes=2)
         )

@@ -94,6 +94,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "controls": ("controls", "控制项数"),
     "title_col": ("title", "标题"),
     "legend": ("Legend", "图例"),
+    "runs": ("runs", "次运行"),
     "retired": ("Retired hosts (results kept, not scored)", "已退役主机（保留结果，不计分）"),
     "st_pass": ("pass", "通过"),
     "st_fail": ("fail", "失败"),

@@ -159,6 +159,21 @@ def _stale(policy: Policy, store: Store, now: dt.datetime) -> list[Condition]:
     ]
 
 
+def _overdue_actions(store: Store, now: dt.datetime) -> list[Condition]:
+    from opsrunner.emergency import incidents
+
+    return [
+        Condition(
+            "incident_action_overdue",
+            "high",
+            f"{view.ident}: action {item.id} ({item.what}, owner {item.owner}) was due {item.due}",
+            {"alertname": "IncidentActionOverdue", "incident": view.ident, "action": item.id},
+        )
+        for view in incidents.listing(store, until=now)
+        for item in view.overdue_items(now.date())
+    ]
+
+
 def conditions(policy: Policy, store: Store, now: dt.datetime) -> list[Condition]:
     """Everything that is wrong now, one condition per fingerprint."""
     found = [
@@ -167,6 +182,7 @@ def conditions(policy: Policy, store: Store, now: dt.datetime) -> list[Condition
         *_bad_runs(store),
         *_expiring(policy, now),
         *_stale(policy, store, now),
+        *_overdue_actions(store, now),
     ]
     return list({c.fingerprint: c for c in found}.values())
 

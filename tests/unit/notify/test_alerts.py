@@ -4,6 +4,7 @@ window, acknowledged, resolved with a "resolved" message; delivered over loopbac
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from opsrunner.notify import alerts, notices, outbox
 from opsrunner.policy.loader import Policy
@@ -140,3 +141,60 @@ def test_undelivered_alert_waits_in_the_outbox_until_the_receiver_is_back(
     (request,) = http_receiver.requests
     assert request.json()["status"] == "firing"
     assert len(smtp_sink.received) == 1
+
+
+def test_overdue_incident_action_raises_an_alert(
+    policy: Policy, store: Store, tmp_path: Path
+) -> None:
+    from opsrunner.emergency import incidents as inc
+
+    at = dt.datetime(2026, 11, 10, tzinfo=dt.UTC)
+    view = inc.open_incident(
+        store,
+        policy,
+        title="disk full",
+        kind="failure",
+        severity=2,
+        system="intranet",
+        hosts=["host1"],
+        known_hosts=["host1", "host2"],
+        symptoms="s",
+        impact="i",
+        occurred_at=at,
+        detected_at=at + dt.timedelta(minutes=5),
+        reported_by="alice",
+        now=at + dt.timedelta(minutes=10),
+    )
+    for entry, minutes in (("response", 15), ("resolved", 70)):
+        inc.update(
+            store,
+            policy,
+            view.ident,
+            kind=entry,
+            text=entry,
+            by="alice",
+            at=at + dt.timedelta(minutes=minutes),
+            now=at + dt.timedelta(hours=2),
+        )
+    review = tmp_path / "review.yml"
+    review.write_text(
+        "summary: s\nimpact: i\nroot_causes: [r]\ntrigger: t\ndetection: d\nresolution: r\n"
+        "went_well: [w]\nwent_wrong: [w]\naction_items:\n"
+        "  - {id: A1, what: Add a disk alarm, owner: alice, due: 2026-11-30}\n"
+    )
+    inc.close(
+        store,
+        view.ident,
+        review=inc.read_review(review, policy),
+        at=at + dt.timedelta(days=1),
+        now=at + dt.timedelta(days=1),
+    )
+    rules = lambda t: {c.rule: c for c in alerts.conditions(policy, store, t)}  # noqa: E731
+    assert "incident_action_overdue" not in rules(dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC))
+    late = rules(dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC))["incident_action_overdue"]
+    assert late.labels == {
+        "alertname": "IncidentActionOverdue",
+        "incident": view.ident,
+        "action": "A1",
+    }
+    assert "Add a disk alarm" in late.summary and "due 2026-11-30" in late.summary

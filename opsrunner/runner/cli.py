@@ -220,9 +220,9 @@ EmergencyOpt = typer.Option(
 
 
 def _enforce_vars(mode: str, store: Store, emergency: str | None) -> dict[str, Any] | None:
-    """Enforce reads the store's notices on record (patching defers without one) and any
-    emergency override."""
-    if mode != "enforce":
+    """Audit and enforce read the store's notices on record (PAT-006; patching defers without
+    one) and any emergency override."""
+    if mode not in ("audit", "enforce"):
         return _emergency_vars(emergency)
     from opsrunner.notify.notices import ansible_vars
 

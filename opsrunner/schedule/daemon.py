@@ -139,8 +139,9 @@ class Daemon:
         return done
 
     def _notice_vars(self, job: Job) -> dict[str, Any]:
-        """An enforce job gets the store's notices on record (the patching role reads them)."""
-        if job.mode != "enforce":
+        """Audit and enforce jobs get the store's notices on record (the patching role reads
+        them: PAT-006, and enforce defers without one)."""
+        if job.mode not in ("audit", "enforce"):
             return {}
         from opsrunner.notify.notices import ansible_vars
 

@@ -191,3 +191,49 @@ def test_notifications_yml_names_only_roster_people_and_known_channels(
     )
     assert any("departments.ops.channels[0]: no channel 'pager'" in p for p in problems)
     assert all("notifications.yml:" in p for p in problems)
+
+
+def test_daemon_passes_the_notices_on_record_to_audit_and_enforce_jobs(
+    tmp_path: Path, policy_dir: Path, smtp_sink: SmtpSink, http_receiver: HttpReceiver
+) -> None:
+    from typing import Any
+
+    from opsrunner.config import Settings
+    from opsrunner.schedule import Daemon, Job
+    from opsrunner.store import RunRecord
+
+    seen: dict[str, Any] = {}
+
+    def runner(mode: str, inventory: Path, **kwargs: Any) -> RunRecord:
+        seen[mode] = kwargs.get("extravars")
+        return kwargs["store"].begin_run(
+            RunRecord(
+                ident=f"r-{mode}",
+                mode=mode,
+                job=kwargs["job"],
+                status="successful",
+                started_at=kwargs["scheduled_for"],
+            )
+        )
+
+    now = dt.datetime(2026, 11, 28, 18, 5, tzinfo=dt.UTC)
+    jobs = [
+        Job("enforce-critical-weekly", "enforce", "0 18 * * SAT", limit="critical"),
+        Job("audit-daily", "audit", "0 3 * * *"),
+        Job("operate-backup", "operate", "0 12 * * *", operate_job="backup"),
+    ]
+    with Store.open(None, tmp_path / "state") as store:
+        notices.send_notice(
+            load_policy(policy_dir),
+            store,
+            "critical-weekly",
+            {"host1": ["critical"]},
+            dt.datetime(2026, 11, 24, tzinfo=dt.UTC),
+        )
+        Daemon(Settings(), store, jobs, tmp_path, runner=runner, clock=lambda: now).run_due()
+    (record,) = seen["enforce"]["opsrunner_notice_records"]
+    assert (
+        record["window"] == "critical-weekly" and record["window_start"] == "2026-11-28T18:00:00Z"
+    )
+    assert seen["audit"] == seen["enforce"]
+    assert seen["operate"] is None

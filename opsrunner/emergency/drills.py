@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -221,6 +222,8 @@ class Context:
     run: RunFn
     poll_seconds: float = 2.0
     timeout_seconds: float = 180.0
+    # Evidence this fresh stands for the steady state before a fault (no new audit needed).
+    fresh_seconds: float = 600.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def results(self, run: RunRecord) -> list[ResultRecord]:
@@ -232,6 +235,8 @@ class Context:
         """Run a shell command on one host through Ansible (the hosts' own SSH route)."""
         import ansible_runner  # type: ignore[import-untyped]
 
+        from opsrunner.runner.run import ansible_playbook
+
         with tempfile.TemporaryDirectory(prefix="opsrunner-drill-") as private:
             result = ansible_runner.run(
                 private_data_dir=private,
@@ -240,7 +245,13 @@ class Context:
                 host_pattern=host,
                 module="ansible.builtin.shell",
                 module_args=command,
-                envvars={"ANSIBLE_CONFIG": str(paths.project_root() / "ansible.cfg")},
+                envvars={
+                    "ANSIBLE_CONFIG": str(paths.project_root() / "ansible.cfg"),
+                    # ansible-runner finds `ansible` on PATH: this environment's first.
+                    "PATH": os.pathsep.join(
+                        [str(Path(ansible_playbook()).parent), os.environ["PATH"]]
+                    ),
+                },
                 timeout=timeout,
                 quiet=True,
             )
@@ -271,6 +282,24 @@ def _audit(ctx: Context, journal: Journal, host: str, controls: Sequence[str]) -
     return {c: found[c].status if c in found else "unknown" for c in controls}
 
 
+def _steady(
+    ctx: Context, journal: Journal, host: str, controls: Sequence[str]
+) -> tuple[dict[str, str], str]:
+    """The controls' statuses before the fault: recorded evidence when it is fresh (no older
+    than `Context.fresh_seconds`), else a new audit. Returns the statuses and their source."""
+    now = _now()
+    latest = {
+        r.control_id: r
+        for r in ctx.store.latest_results()
+        if r.host == host
+        and r.control_id in controls
+        and (now - r.checked_at).total_seconds() <= ctx.fresh_seconds
+    }
+    if set(latest) == set(controls):
+        return {c: latest[c].status for c in controls}, "recorded evidence"
+    return _audit(ctx, journal, host, controls), "audit"
+
+
 def _wait_until(ctx: Context, probe: Callable[[], bool], started: float) -> tuple[bool, float]:
     """Poll `probe` until true or the drill's timeout; seconds since `started` when it held."""
     while True:
@@ -283,14 +312,22 @@ def _wait_until(ctx: Context, probe: Callable[[], bool], started: float) -> tupl
 
 def drill_restore(ctx: Context, journal: Journal, host: str) -> int | None:
     """Restore the newest snapshot into scratch; checksums compared, RTO and RPO measured."""
-    before = _audit(ctx, journal, host, ["BAK-001", "BAK-002"])
+    # Steady state: the newest backup of the host has its off-site copy on record (BAK-003,
+    # BAK-004 from the last backup job). Read from the store: re-auditing the backup role
+    # would add a minute and prove nothing the backup job did not record.
+    latest = {
+        r.control_id: r
+        for r in ctx.store.latest_results(modes=("audit", "enforce", "operate"))
+        if r.host == host and r.control_id in ("BAK-003", "BAK-004")
+    }
+    probes = {c: (latest[c].status if c in latest else "none") for c in ("BAK-003", "BAK-004")}
     journal.steady_state_before = {
-        "ok": all(s == "pass" for s in before.values()),
-        "probes": before,
-        "hypothesis": "backups are configured and an off-site copy exists",
+        "ok": all(s == "pass" for s in probes.values()),
+        "probes": probes,
+        "hypothesis": "a full backup and its off-site copy are on record",
     }
     if not journal.steady_state_before["ok"]:
-        journal.aborted = f"steady state does not hold before the fault: {before}"
+        journal.aborted = f"steady state does not hold before the fault: {probes}"
         return None
     journal.step("restore the newest snapshot of every set into scratch", host=host)
     run = ctx.run(
@@ -333,8 +370,12 @@ def drill_restore(ctx: Context, journal: Journal, host: str) -> int | None:
                 f"{key[:3].upper()} {journal.measurements[key]:g} s beyond the target "
                 f"{journal.targets[key]:g} s"
             )
-    after = _audit(ctx, journal, host, ["BAK-001", "BAK-002"])
-    journal.steady_state_after = {"ok": all(s == "pass" for s in after.values()), "probes": after}
+    # After: the repositories pass `restic check --read-data` (the drill's own last step).
+    problems = [str(p) for p in data.get("problems", [])]
+    journal.steady_state_after = {
+        "ok": matched and not problems,
+        "probes": {"restic check --read-data": problems or "ok"},
+    }
     return run.id
 
 
@@ -344,10 +385,11 @@ SERVICE_CONTROL = "MON-002"
 
 def drill_service_failure(ctx: Context, journal: Journal, host: str) -> int | None:
     """Stop the monitored exporter; time until its control fails, then until enforce fixes it."""
-    before = _audit(ctx, journal, host, [SERVICE_CONTROL])
+    before, source = _steady(ctx, journal, host, [SERVICE_CONTROL])
     journal.steady_state_before = {
         "ok": before[SERVICE_CONTROL] == "pass",
         "probes": before,
+        "from": source,
         "hypothesis": f"{SERVICE} runs and answers the controller ({SERVICE_CONTROL})",
     }
     if not journal.steady_state_before["ok"]:
@@ -391,7 +433,8 @@ def drill_service_failure(ctx: Context, journal: Journal, host: str) -> int | No
         "ok": recovered,
         "probes": {SERVICE_CONTROL: "pass" if recovered else "fail"},
     }
-    target = _minutes(journal.plan.response_minutes) * 4
+    # The plan's time to resolve an incident of its grade is the recovery target.
+    target = journal.plan.resolve_hours * 3600.0
     journal.targets = {"recover_seconds": target}
     if recovered and recover_s > target:
         journal.problems.append(f"recovery took {recover_s:g} s, beyond {target:g} s")
@@ -400,11 +443,24 @@ def drill_service_failure(ctx: Context, journal: Journal, host: str) -> int | No
     return run.id
 
 
-def _minutes(value: float) -> float:
-    return value * 60.0
-
-
 BURST = 8  # failed logins: above every tier's maxretry
+BURST_PID = "/run/opsrunner-drill-burst.pid"
+
+
+def _audit_records(
+    ctx: Context, journal: Journal, host: str, controls: Sequence[str]
+) -> dict[str, ResultRecord]:
+    run = ctx.run(
+        "audit",
+        ctx.inventory,
+        limit=host,
+        controls=list(controls),
+        store=ctx.store,
+        settings=ctx.settings,
+        policy_path=ctx.policy.root,
+    )
+    journal.runs.append(run.ident)
+    return _by_control(ctx.results(run), host)
 
 
 def drill_attack(ctx: Context, journal: Journal, source: str, target: str) -> int | None:
@@ -413,21 +469,24 @@ def drill_attack(ctx: Context, journal: Journal, source: str, target: str) -> in
     if source == target:
         raise DrillError("--source: the attacking host must differ from the target")
     src_addr, dst_addr = ctx.addresses[source], ctx.addresses[target]
-    before = _audit(ctx, journal, target, ["IDS-001", "IDS-002", "IDS-003"])
+    before, origin = _steady(ctx, journal, target, ["IDS-001", "IDS-002", "IDS-003"])
     banned = _banned(ctx, target)
     journal.steady_state_before = {
         "ok": all(s == "pass" for s in before.values()) and src_addr not in banned,
         "probes": {**before, "banned": banned},
+        "from": origin,
         "hypothesis": "fail2ban runs with the policy's jail; the source is not banned yet",
     }
     if not journal.steady_state_before["ok"]:
         journal.aborted = f"steady state does not hold before the fault: {before}, banned {banned}"
         return None
     start = time.monotonic()
+    # In the background on the source, so the clock runs from the first attempt, not from
+    # when the last one gave up.
     burst = (
-        f"for i in $(seq {BURST}); do ssh -o BatchMode=yes -o StrictHostKeyChecking=no "
-        f"-o UserKnownHostsFile=/dev/null -o ConnectTimeout=3 drill-intruder@{dst_addr} true; "
-        "done; true"
+        f"nohup sh -c 'for i in $(seq {BURST}); do ssh -o BatchMode=yes "
+        f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3 "
+        f"drill-intruder@{dst_addr} true; done' >/dev/null 2>&1 & echo $! > {BURST_PID}"
     )
     code, _ = ctx.shell(source, burst)
     journal.step(f"{BURST} failed SSH logins", source=source, target=target, rc=code)
@@ -439,36 +498,39 @@ def drill_attack(ctx: Context, journal: Journal, source: str, target: str) -> in
 
     was_banned, ban_s = _wait_until(ctx, is_banned, start)
     journal.measurements["ban_seconds"] = ban_s if was_banned else None
-    run = ctx.run(
-        "operate",
-        ctx.inventory,
-        job="log_review",
-        limit=target,
-        store=ctx.store,
-        settings=ctx.settings,
-        policy_path=ctx.policy.root,
-    )
-    journal.runs.append(run.ident)
-    review = _by_control(ctx.results(run), target).get("LOG-002")
-    raised = review is not None and src_addr in (
-        review.evidence + review.reason + json.dumps(review.data)
+    review = _audit_records(ctx, journal, target, ["LOG-002"]).get("LOG-002")
+    raised = (
+        review is not None
+        and review.status == "fail"
+        and src_addr in (review.reason + json.dumps(review.data))
     )
     journal.measurements["detect_seconds"] = round(time.monotonic() - start, 1) if raised else None
-    controller = sorted(set(banned_now) - {src_addr} - set(ctx.addresses.values()))
+    others = sorted(set(banned_now) - {src_addr})
     journal.steady_state_during = {
-        "ok": was_banned and raised and not controller,
+        "ok": was_banned and raised and not others,
         "banned": banned_now,
-        "log_review": {"status": review.status if review else "none", "raised": raised},
+        "log_review": {
+            "status": review.status if review else "none",
+            "raised": raised,
+            "reason": review.reason[:300] if review else "",
+        },
     }
     if not was_banned:
         journal.problems.append(f"{source} ({src_addr}) was not banned on {target}")
     if not raised:
         journal.problems.append(f"log review (LOG-002) did not name {src_addr}")
-    if controller:
-        journal.problems.append(f"addresses other than the attacker were banned: {controller}")
-    after = _audit(ctx, journal, target, ["IDS-003"])
+    if others:
+        # The controller and every other address must stay reachable (IDS-003).
+        journal.problems.append(f"addresses other than the attacker were banned: {others}")
+    # Let the burst end (8 attempts, 3 s connect timeout each) so no late attempt bans again.
+    ctx.shell(
+        source,
+        f"for i in $(seq 60); do kill -0 $(cat {BURST_PID}) 2>/dev/null || break; sleep 1; done; "
+        f"rm -f {BURST_PID}",
+    )
     code, _ = ctx.shell(target, f"fail2ban-client set sshd unbanip {src_addr} || true")
     journal.step("lift the drill's ban", host=target, address=src_addr)
+    after = _audit(ctx, journal, target, ["IDS-003"])
     journal.steady_state_after = {
         "ok": after["IDS-003"] == "pass" and src_addr not in _banned(ctx, target),
         "probes": after,
@@ -476,7 +538,7 @@ def drill_attack(ctx: Context, journal: Journal, source: str, target: str) -> in
     journal.targets = {"ban_seconds": 300.0}
     if was_banned and ban_s > 300:
         journal.problems.append(f"the ban took {ban_s:g} s, beyond 300 s")
-    return run.id
+    return None
 
 
 def _banned(ctx: Context, host: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import tempfile
 import time
@@ -443,7 +444,7 @@ def drill_service_failure(ctx: Context, journal: Journal, host: str) -> int | No
     return run.id
 
 
-BURST = 8  # failed logins: above every tier's maxretry
+BURST_EXTRA = 2  # failed logins beyond the larger of maxretry and the log review threshold
 BURST_PID = "/run/opsrunner-drill-burst.pid"
 
 
@@ -480,23 +481,48 @@ def drill_attack(ctx: Context, journal: Journal, source: str, target: str) -> in
     if not journal.steady_state_before["ok"]:
         journal.aborted = f"steady state does not hold before the fault: {before}, banned {banned}"
         return None
-    start = time.monotonic()
-    # In the background on the source, so the clock runs from the first attempt, not from
-    # when the last one gave up.
+    # fail2ban bans after maxretry failures, before log review's per-source threshold is
+    # reached: the attacker comes back in waves (the drill lifts each ban as if its bantime
+    # had passed) until the failures on record reach the threshold. Each wave runs in the
+    # background on the source, attempts 0.4 s apart (each held ~3 s by sshd's failure delay,
+    # few enough at once to stay under sshd's MaxStartups).
+    params = ctx.policy.params_for_host(ctx.hosts[target])
+    maxretry = int(params.get("intrusion_detection_maxretry", 5))
+    threshold = int(params.get("log_review_ssh_failed_threshold", 10))
+    waves = math.ceil(threshold / maxretry) + 1
+    per_wave = maxretry + BURST_EXTRA
     burst = (
-        f"nohup sh -c 'for i in $(seq {BURST}); do ssh -o BatchMode=yes "
+        f"nohup sh -c 'for i in $(seq {per_wave}); do ssh -o BatchMode=yes "
         f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3 "
-        f"drill-intruder@{dst_addr} true; done' >/dev/null 2>&1 & echo $! > {BURST_PID}"
+        f"drill-intruder@{dst_addr} true & sleep 0.4; done; wait' >/dev/null 2>&1 & "
+        f"echo $! > {BURST_PID}"
     )
-    code, _ = ctx.shell(source, burst)
-    journal.step(f"{BURST} failed SSH logins", source=source, target=target, rc=code)
     banned_now: list[str] = []
 
     def is_banned() -> bool:
         banned_now[:] = _banned(ctx, target)
         return src_addr in banned_now
 
-    was_banned, ban_s = _wait_until(ctx, is_banned, start)
+    start = time.monotonic()
+    was_banned, ban_s = False, 0.0
+    for wave in range(1, waves + 1):
+        wave_start = time.monotonic()
+        code, _ = ctx.shell(source, burst)
+        journal.step(
+            f"wave {wave}/{waves}: {per_wave} failed SSH logins",
+            source=source,
+            target=target,
+            rc=code,
+        )
+        held, seconds = _wait_until(ctx, is_banned, wave_start)
+        if wave == 1:
+            was_banned, ban_s = held, seconds
+        if not held:
+            break
+        if wave < waves:
+            _end_burst(ctx, source)
+            ctx.shell(target, f"fail2ban-client set sshd unbanip {src_addr} || true")
+            journal.step("ban lifted, as if its bantime had passed", host=target)
     journal.measurements["ban_seconds"] = ban_s if was_banned else None
     review = _audit_records(ctx, journal, target, ["LOG-002"]).get("LOG-002")
     raised = (
@@ -522,12 +548,7 @@ def drill_attack(ctx: Context, journal: Journal, source: str, target: str) -> in
     if others:
         # The controller and every other address must stay reachable (IDS-003).
         journal.problems.append(f"addresses other than the attacker were banned: {others}")
-    # Let the burst end (8 attempts, 3 s connect timeout each) so no late attempt bans again.
-    ctx.shell(
-        source,
-        f"for i in $(seq 60); do kill -0 $(cat {BURST_PID}) 2>/dev/null || break; sleep 1; done; "
-        f"rm -f {BURST_PID}",
-    )
+    _end_burst(ctx, source)
     code, _ = ctx.shell(target, f"fail2ban-client set sshd unbanip {src_addr} || true")
     journal.step("lift the drill's ban", host=target, address=src_addr)
     after = _audit(ctx, journal, target, ["IDS-003"])
@@ -539,6 +560,15 @@ def drill_attack(ctx: Context, journal: Journal, source: str, target: str) -> in
     if was_banned and ban_s > 300:
         journal.problems.append(f"the ban took {ban_s:g} s, beyond 300 s")
     return None
+
+
+def _end_burst(ctx: Context, source: str) -> None:
+    # Let a burst end so no late attempt bans the source again once the ban is lifted.
+    ctx.shell(
+        source,
+        f"for i in $(seq 60); do kill -0 $(cat {BURST_PID}) 2>/dev/null || break; sleep 1; done; "
+        f"rm -f {BURST_PID}",
+    )
 
 
 def _banned(ctx: Context, host: str) -> list[str]:

@@ -248,3 +248,15 @@ def test_cli_attest_then_score_at_shows_it_lapse(site: Site) -> None:
         app, ["attest", "FW-001", "--evidence", str(proof), "--by", "alice", *cfg]
     )
     assert refused.exit_code == 2 and "FW-001 is automated" in refused.output
+
+
+def test_the_demo_attests_three_controls_from_its_shipped_evidence(site: Site) -> None:
+    from opsrunner.emergency import attest_demo
+
+    before = _manual_passed(site, NOW)[0]
+    policy = attest_demo(site.policy(), site.state_dir, now=NOW)
+    assert [a.control for a in policy.attestations] == ["TRN-003", "EMG-001", "SUP-001"]
+    assert _manual_passed(site, NOW + dt.timedelta(minutes=1))[0] == before + 3
+    for record in policy.attestations:
+        assert record.id is not None
+        assert all(c.ok for c in att.verify(policy, record.id, site.state_dir))

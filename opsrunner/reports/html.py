@@ -154,7 +154,10 @@ def _matrix(report: Report) -> dict[str, Any]:
             cell = cells.get((control["id"], name))
             line.append(cell)
         chapter = control["clauses"][0].split(".")[0] if control["clauses"] else ""
-        rows.append({"control": control, "chapter": chapter, "cells": line})
+        bad = sum(1 for cell in line if cell is not None and failing(cell["effective"]))
+        rows.append({"control": control, "chapter": chapter, "cells": line, "bad": bad})
+    # The rows these hosts fail most come first (ties: worst fleet-wide first).
+    rows.sort(key=lambda r: -r["bad"])
     groups = sorted({g for h in shown for g in h["groups"]})
     return {
         "hosts": shown,

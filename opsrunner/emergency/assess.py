@@ -7,6 +7,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -375,3 +376,22 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         for a in report["overdue_action_items"]
     ] or ["- none"]
     return "\n".join(lines) + "\n"
+
+
+def to_html(report: Mapping[str, Any]) -> str:
+    """The assessment as one self-contained HTML page (autoescaped, no script), with the
+    compliance trend drawn by the reports' chart helper."""
+    import jinja2
+
+    from opsrunner.reports.html import trend_svg
+    from opsrunner.reports.safe import one_line
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = (Path(__file__).parent / "assess.html.j2").read_text(encoding="utf-8")
+    env.filters["line"] = one_line
+    points = [
+        {"raw": None, "effective": p["percent"], "run": "", "ended_at": p["at"]}
+        for p in report["compliance_trend"]
+    ]
+    pct = lambda v: "n/a" if v is None else f"{v:.1f}%"  # noqa: E731 - a template helper
+    return env.from_string(template).render(r=report, t=trend_svg(points), num=_num, pct=pct)

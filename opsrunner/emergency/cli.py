@@ -626,7 +626,7 @@ def survey_import(
 def assess_command(
     quarter: str | None = typer.Option(None, "--quarter", help="A quarter: 2026Q4."),
     year: int | None = typer.Option(None, "--year", help="A year: 2026."),
-    fmt: str = typer.Option("md", "--format", help="md or json."),
+    fmt: str = typer.Option("md", "--format", help="md, json or html."),
     output: Path | None = typer.Option(  # noqa: B008 - typer declares options as defaults
         None, "--output", "-o", help="Write here (default: stdout)."
     ),
@@ -639,8 +639,8 @@ def assess_command(
     """The period assessment (chapter 7): indicators against targets, drills, incidents, grade."""
     from opsrunner.emergency import assess
 
-    if fmt not in ("md", "json"):
-        _fail(f"--format: {fmt!r} is not md or json")
+    if fmt not in ("md", "json", "html"):
+        _fail(f"--format: {fmt!r} is not md, json or html")
     settings = _settings(config_file, policy=policy_dir, store=store, state_dir=state_dir)
     policy = _policy(settings)
     fleet = _inventory_hosts(settings, inventory)
@@ -658,7 +658,8 @@ def assess_command(
             )
     except assess.AssessError as exc:
         _fail(str(exc))
-    text = assess.to_json(report) if fmt == "json" else assess.to_markdown(report)
+    render = {"json": assess.to_json, "md": assess.to_markdown, "html": assess.to_html}[fmt]
+    text = render(report)
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -318,5 +318,29 @@ def test_cli_assess_json_and_markdown(site: Site, filled: Store) -> None:
     written = runner.invoke(app, ["assess", "--year", "2026", "-o", str(target), *cfg])
     assert written.exit_code == 0, written.output
     assert target.read_text().startswith("# Operations assessment 2026")
+    hostile = "<img src=x onerror=alert(1)>"
+    at = dt.datetime(2026, 12, 1, tzinfo=UTC)
+    inc.open_incident(
+        filled,
+        site.policy(),
+        title=hostile,
+        kind="other",
+        severity=2,
+        system="web",
+        hosts=["host2"],
+        known_hosts=FLEET,
+        symptoms="s",
+        impact="i",
+        occurred_at=at,
+        detected_at=at,
+        reported_by="alice",
+        now=NOW,
+    )
+    page = runner.invoke(app, ["assess", "--quarter", "2026Q4", "--format", "html", *cfg])
+    assert page.exit_code == 0, page.output
+    assert "<h1>Operations assessment 2026Q4</h1>" in page.output
+    assert "<script" not in page.output and "Content-Security-Policy" in page.output
+    # Untrusted text (an incident title) is escaped, never markup.
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page.output and hostile not in page.output
     bad = runner.invoke(app, ["assess", "--quarter", "2026Q9", *cfg])
     assert bad.exit_code == 2 and "--quarter: '2026Q9' is not YYYYQn" in bad.output

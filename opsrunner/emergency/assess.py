@@ -23,6 +23,7 @@ from opsrunner.store import Store
 from opsrunner.store.models import Result, Run
 
 RESTORE_CONTROL = "BAK-007"
+RESTORE_JOB = "restore_test"
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
 
 
@@ -81,6 +82,9 @@ def _restore_checks(store: Store, start: dt.datetime, end: dt.datetime) -> tuple
             select(Result.status, Result.data)
             .join(Run, Run.id == Result.run_id)
             .where(
+                # Only the restore job restores; an audit's BAK-007 only reads its last record.
+                Run.mode == "operate",
+                Run.job == RESTORE_JOB,
                 Result.control_id == RESTORE_CONTROL,
                 Result.checked_at >= start,
                 Result.checked_at < end,

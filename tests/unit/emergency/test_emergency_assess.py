@@ -78,13 +78,16 @@ def _restores(store: Store) -> None:
         (dt.datetime(2026, 11, 20, tzinfo=UTC), "fail", "passed"),
         (dt.datetime(2026, 12, 20, tzinfo=UTC), "fail", "failed"),
         (dt.datetime(2026, 12, 21, tzinfo=UTC), "error", ""),  # broken check: not counted
+        # An audit's BAK-007 reads the last restore record; it restores nothing: not counted.
+        (dt.datetime(2026, 12, 22, tzinfo=UTC), "fail", "audit"),
     ]
     for n, (at, status, checked) in enumerate(cases):
+        audit = checked == "audit"
         run = store.begin_run(
             RunRecord(
                 ident=f"restore-{n}",
-                mode="operate",
-                job="restore_test",
+                mode="audit" if audit else "operate",
+                job="" if audit else "restore_test",
                 status="running",
                 started_at=at,
             )
@@ -94,7 +97,11 @@ def _restores(store: Store) -> None:
             run.id,
             [
                 ResultRecord(
-                    "host1", "BAK-007", status, at, data={"status": checked} if checked else {}
+                    "host1",
+                    "BAK-007",
+                    status,
+                    at,
+                    data={"status": checked} if checked and not audit else {},
                 )
             ],
         )

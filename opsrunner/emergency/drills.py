@@ -485,14 +485,15 @@ def drill_attack(ctx: Context, journal: Journal, source: str, target: str) -> in
     # reached: the attacker comes back in waves (the drill lifts each ban as if its bantime
     # had passed) until the failures on record reach the threshold. Each wave runs in the
     # background on the source, attempts 0.4 s apart (each held ~3 s by sshd's failure delay,
-    # few enough at once to stay under sshd's MaxStartups).
+    # few enough at once to stay under sshd's MaxStartups). `timeout`: once the ban drops its
+    # packets an attempt already connected would hang for minutes, not ConnectTimeout.
     params = ctx.policy.params_for_host(ctx.hosts[target])
     maxretry = int(params.get("intrusion_detection_maxretry", 5))
     threshold = int(params.get("log_review_ssh_failed_threshold", 10))
     waves = math.ceil(threshold / maxretry) + 1
     per_wave = maxretry + BURST_EXTRA
     burst = (
-        f"nohup sh -c 'for i in $(seq {per_wave}); do ssh -o BatchMode=yes "
+        f"nohup sh -c 'for i in $(seq {per_wave}); do timeout 8 ssh -o BatchMode=yes "
         f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3 "
         f"drill-intruder@{dst_addr} true & sleep 0.4; done; wait' >/dev/null 2>&1 & "
         f"echo $! > {BURST_PID}"

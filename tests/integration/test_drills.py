@@ -49,7 +49,7 @@ def test_restore_service_failure_and_attack_drills(
     policy = load_policy()
     lab.ssh(
         "host1",
-        "mkdir -p /srv/db && python3 -c \"import sqlite3;"
+        'mkdir -p /srv/db && python3 -c "import sqlite3;'
         " c = sqlite3.connect('/srv/db/app.sqlite');"
         " c.execute('create table t(x)'); c.execute('insert into t values (42)'); c.commit()\"",
         check=True,

@@ -1,9 +1,11 @@
 """`opsrunner demo` end to end on its own lab: the final audit leaves only real findings.
 
 Lab artefacts the demo used to end with (the vulnerability feed on the internet, no TLS service
-on the web host, no web content to back up, no patch run) must be gone; what is left is each in
-the explicit list below with its reason, and the demo prints it. The departed user it plants is
-locked, expired and without a key after enforce.
+on the web host, no web content to back up, no patch run, no notice) must be gone; what is left
+is each in the explicit list below with its reason, and the demo prints it. The departed user
+it plants is locked, expired and without a key after enforce; its notice reaches the loopback
+receivers before the window it patches in; its attestations and restore drill are recorded;
+it ends with the HTML report.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ EXPECTED: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
         for cid in ("AUD-001", "AUD-002")
     },
     ("ENC-001", "error"): (("host1",), "encryption at rest cannot be shown here"),
-    ("PAT-006", "fail"): (HOSTS, "notice"),
+    # The demo announces its own window; the policy's real windows' notices are overdue.
+    ("PAT-006", "fail"): (HOSTS, "is overdue"),
 }
 #: The lab artefacts of before, each now passing where it used to break.
 MUST_PASS: dict[str, tuple[str, ...]] = {
@@ -40,6 +43,7 @@ MUST_PASS: dict[str, tuple[str, ...]] = {
     "BAK-001": ("host1", "host2"),
     "BAK-003": ("host1", "host2"),
     "BAK-007": ("host1", "host2"),
+    "PAT-001": HOSTS,
     "PAT-005": HOSTS,
 }
 
@@ -95,8 +99,19 @@ def test_demo_final_audit_has_no_lab_artefacts(tmp_path: Path) -> None:
         vul.evidence
     ), vul
     assert "CVE-2026-41001" not in status[("host2", "VUL-002")].evidence  # patched to 1.1
-    # The patch run is recorded as the emergency override it is.
-    assert any(r.mode == "enforce" and r.job == "emergency" for r in runs), runs
+    # The patch run is an ordinary enforce inside the announced window, no override.
+    patch = [r for r in runs if r.mode == "enforce" and r.controls and r.controls[0] == "PAT-001"]
+    assert len(patch) == 1 and patch[0].job == "" and patch[0].status == "successful", runs
+    # The notice went out before the window and reached both loopback receivers.
+    assert "in time: yes" in out and "mail received from opsrunner@" in out, out[:6000]
+    assert "webhook received at /opsrunner, signature sha256=" in out, out[:6000]
+    # Three manual controls attested from the shipped evidence; the restore drill completed.
+    assert out.count("+ attestation ") == 3, out[:6000]
+    assert "drill 1 completed: RTO" in out, out[:8000]
+    report = out.split("report: ", 1)[1].split()[0]
+    assert Path(report).is_file() and Path(report).suffix == ".html", report
+    manual = [line for line in out.splitlines() if line.startswith("audit (after)")]
+    assert manual and "manual    0.0" not in manual[-1], manual
 
     # The departed user, shown after enforce on both hosts it was planted on.
     shown = [line for line in out.splitlines() if "password locked, account expired" in line]

@@ -94,6 +94,13 @@ class DisruptiveGrant(_Model):
     reason: Text = Field(description="Why the policy authorises it (the clause and the risk).")
 
 
+ReportGrade = Literal["A", "B", "C", "D"]
+
+
+def _default_grades() -> dict[ReportGrade, float]:
+    return {"A": 90.0, "B": 80.0, "C": 70.0, "D": 60.0}
+
+
 class Settings(_Model):
     """policy.yml: the policy's name, tiers, weights and limits."""
 
@@ -110,6 +117,10 @@ class Settings(_Model):
         description="The longest a waiver of a control of this severity may run."
     )
     scoring_model: Literal["xccdf", "flat", "flat_unweighted", "absolute"] = "xccdf"
+    grades: dict[ReportGrade, Annotated[float, Field(ge=0, le=100)]] = Field(
+        default_factory=_default_grades,
+        description="Lowest effective score (percent) of each report grade; below D is F.",
+    )
     disruptive: dict[Name, DisruptiveGrant] = Field(
         default_factory=dict,
         description=(
@@ -130,6 +141,9 @@ class Settings(_Model):
                 raise ValueError(f"@{label}: {label} lacks {', '.join(missing)}")
         if len(set(self.tiers)) != len(self.tiers):
             raise ValueError("@tiers: tiers are listed twice")
+        steps = [self.grades[g] for g in ("A", "B", "C", "D") if g in self.grades]
+        if steps != sorted(steps, reverse=True) or len(set(steps)) != len(steps):
+            raise ValueError("@grades: each grade needs a higher minimum than the one after it")
         for role, grant in self.disruptive.items():
             for i, tier in enumerate(grant.tiers):
                 if tier not in self.tiers:

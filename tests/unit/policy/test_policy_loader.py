@@ -215,3 +215,15 @@ def test_an_unknown_key_is_echoed_short_and_escaped(tmp_path: Path) -> None:
     text = str(caught.value)
     assert "A" * 41 not in text and "\u202e" not in text
     assert "odd.yml:1: ['root:$y$j9T$AAAA" in text and "…']: unknown field" in text
+
+
+def test_report_grades_come_from_the_policy_in_order(tmp_path: Path) -> None:
+    assert load_policy(ROOT / "policy").settings.grades == {"A": 90, "B": 80, "C": 70, "D": 60}
+    policy = _copy_minimal(tmp_path)
+    text = (policy / "policy.yml").read_text()
+    (policy / "policy.yml").write_text(text + "grades: {A: 90, B: 95, C: 70, D: 60}\n")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(policy)
+    assert "policy.yml:" in str(caught.value) and "grades: each grade needs a higher" in str(
+        caught.value
+    )

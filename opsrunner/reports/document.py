@@ -237,6 +237,30 @@ def _run_row(run: RunRecord) -> dict[str, Any]:
     }
 
 
+#: How many patching enforces outside a change a report lists (newest first).
+OUTSIDE_CHANGES_SHOWN = 50
+
+
+def _change_control(store: Store, as_of: dt.datetime) -> dict[str, Any]:
+    """3.4: patching enforces up to `as_of` that no started change record covered."""
+    from opsrunner.notify.changes import outside_changes
+
+    runs = [r for r in outside_changes(store, as_of) if r.started_at <= as_of]
+    runs.sort(key=lambda r: r.started_at, reverse=True)
+    return {
+        "patching_outside_changes": [
+            {
+                "run": r.ident,
+                "started_at": _iso(r.started_at),
+                "status": r.status,
+                "emergency": r.job == "emergency",
+            }
+            for r in runs[:OUTSIDE_CHANGES_SHOWN]
+        ],
+        "patching_outside_changes_total": len(runs),
+    }
+
+
 def _changes(
     before: Sequence[Item] | None, now: Sequence[Item], limit_run: str | None
 ) -> dict[str, Any]:
@@ -319,6 +343,7 @@ def build(
         results,
         hosts,
         scores,
+        change_control=_change_control(store, scores.as_of),
         trend=trend,
         before=before_items,
         previous=previous[0].ident if previous else None,
@@ -406,6 +431,7 @@ def assemble(
     trend: Sequence[Mapping[str, Any]] = (),
     before: Sequence[Item] | None = None,
     previous: str | None = None,
+    change_control: Mapping[str, Any] | None = None,
 ) -> Report:
     """The document from a run, its results and hosts, and their scores (no I/O)."""
     as_of = scores.as_of
@@ -605,6 +631,9 @@ def assemble(
             "expiring_days": EXPIRING_DAYS,
         },
         "run": _run_row(run),
+        "change_control": dict(
+            change_control or {"patching_outside_changes": [], "patching_outside_changes_total": 0}
+        ),
         "grade": grade_of(eff_all, grades),
         "scores": overall,
         "failed_by_severity": scores.failed("effective"),

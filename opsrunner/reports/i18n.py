@@ -80,6 +80,10 @@ _LABELS: dict[str, tuple[str, str]] = {
     "inventory": ("inventory", "清单"),
     "limit": ("limit", "限定"),
     "disruptive": ("disruptive steps allowed", "允许破坏性操作"),
+    "outside_changes": (
+        "patching enforces outside an approved change (3.4)",
+        "未纳入已批准变更的补丁实施 (3.4)",
+    ),
     "started": ("started", "开始"),
     "ended": ("ended", "结束"),
     "model": ("scoring model", "评分模型"),

@@ -49,6 +49,16 @@ def render(report: Report, *, level: str = "auditor", lang: str = "en") -> str:
     out += _table([t["scores"], t["automated"], t["manual"], t["all"]], rows)
     counts = ", ".join(f"{s} {c}" for s, c in d["totals"]["effective"].items())
     out += [f"{d['totals']['hosts']} {t['hosts']} · {counts}", ""]
+    outside = d["change_control"]
+    listed = ", ".join(
+        f"`{md(r['run'])}` ({md(r['status'])}{', emergency' if r['emergency'] else ''})"
+        for r in outside["patching_outside_changes"]
+    )
+    out += [
+        f"{t['outside_changes']}: {outside['patching_outside_changes_total']}"
+        + (f" — {listed}" if listed else ""),
+        "",
+    ]
 
     out += [f"## {t['trend']}", ""]
     out += _table(

@@ -419,3 +419,47 @@ def test_retired_hosts_are_listed_not_scored(store: Store, policy: Policy) -> No
     assert EVIL_HOST not in {h["host"] for h in doc["hosts"]}
     page = render(doc, "html", level="manager")
     assert "Retired hosts (results kept, not scored): evil&lt;img" in page
+
+
+def test_patching_outside_a_change_shows_in_the_report(tmp_path: Path, policy: Policy) -> None:
+    import datetime as dt
+
+    from opsrunner.store import HostRecord, ResultRecord, RunRecord
+
+    at = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
+    with Store.open(None, tmp_path) as fresh:
+        for ident, mode, job, controls, start in (
+            ("20261120T0300Z-enforce-patch", "enforce", "emergency", ("PAT-001",), at),
+            ("20261120T0400Z-audit-after", "audit", "", (), at + dt.timedelta(hours=1)),
+            (
+                "20261120T0500Z-enforce-later",
+                "enforce",
+                "",
+                ("PAT-001",),
+                at + dt.timedelta(hours=2),
+            ),
+        ):
+            run = fresh.begin_run(
+                RunRecord(ident, mode, "running", start, job=job, controls=controls)
+            )
+            assert run.id is not None
+            fresh.add_results(run.id, [ResultRecord("host1", "PAT-001", "pass", start)])
+            fresh.set_hosts(run.id, [HostRecord("host1", groups=("critical",))])
+            fresh.finish_run(run.id, "successful", ended_at=start + dt.timedelta(minutes=5))
+        doc = build(fresh, policy, "20261120T0400Z-audit-after")
+    # The later patch run is after the report's as-of time: a re-render stays the same.
+    assert doc["change_control"] == {
+        "patching_outside_changes": [
+            {
+                "run": "20261120T0300Z-enforce-patch",
+                "started_at": "2026-11-20T03:00:00Z",
+                "status": "successful",
+                "emergency": True,
+            }
+        ],
+        "patching_outside_changes_total": 1,
+    }
+    assert "20261120T0300Z-enforce-patch</span> (successful, emergency)" in render(doc, "html")
+    assert "outside an approved change (3.4): 1 — `20261120T0300Z-enforce-patch`" in render(
+        doc, "md"
+    )

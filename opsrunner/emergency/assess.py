@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from opsrunner.emergency import drills, incidents, support
+from opsrunner.notify.changes import summary as change_summary
 from opsrunner.policy.loader import Policy
 from opsrunner.policy.models import INDICATORS
 from opsrunner.policy.plan_checks import plan_problems
@@ -248,6 +249,8 @@ def assess(
             for i in found
         ],
         "support": [t.as_dict() for t in tickets],
+        # 3.4: changes made in the period, by status and outcome, and patching outside one.
+        "changes": change_summary(store, start, as_of),
         "overdue_controls": overdue_controls,
         "overdue_action_items": overdue_items,
     }
@@ -368,7 +371,24 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             for t in report["support"]
         ],
     )
-    lines += ["## Overdue controls", ""]
+    changes = report["changes"]
+    lines += ["", "## Changes (3.4)", ""]
+    lines += _table(
+        ["changes", *changes["by_status"], *changes["outcomes"], "patching outside a change"],
+        [
+            [
+                str(changes["changes"]),
+                *(str(n) for n in changes["by_status"].values()),
+                *(str(n) for n in changes["outcomes"].values()),
+                str(len(changes["patching_outside_changes"])),
+            ]
+        ],
+    )
+    lines += [
+        f"- patching enforce outside a change: `{md(ident)}`"
+        for ident in changes["patching_outside_changes"]
+    ]
+    lines += ["", "## Overdue controls", ""]
     lines += [
         f"- {c['control']}: {c['state']} — {md(c['reason'], 160)}"
         for c in report["overdue_controls"]

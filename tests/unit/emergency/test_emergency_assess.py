@@ -351,3 +351,42 @@ def test_cli_assess_json_and_markdown(site: Site, filled: Store) -> None:
     assert "&lt;img src=x onerror=alert(1)&gt;" in page.output and hostile not in page.output
     bad = runner.invoke(app, ["assess", "--quarter", "2026Q9", *cfg])
     assert bad.exit_code == 2 and "--quarter: '2026Q9' is not YYYYQn" in bad.output
+
+
+def test_the_quarter_counts_changes_and_patching_outside_them(site: Site, store: Store) -> None:
+    from opsrunner.notify import changes
+
+    in_q4 = Q4 + dt.timedelta(days=20)
+    changes.plan(
+        store,
+        in_q4,
+        title="opsdemo security update",
+        what="opsdemo-web 1.0 -> 1.1",
+        why="CVE fix",
+        hosts=["host1"],
+        rollback="apt install opsdemo-web=1.0",
+    )
+    changes.plan(  # in Q3: not this quarter's
+        store,
+        Q4 - dt.timedelta(days=5),
+        title="older",
+        what="x",
+        why="y",
+        hosts=["host1"],
+        rollback="z",
+    )
+    run = store.begin_run(
+        RunRecord("20261025-enforce-pat", "enforce", "running", in_q4, controls=("PAT-001",))
+    )
+    assert run.id is not None
+    store.finish_run(run.id, "successful", ended_at=in_q4 + dt.timedelta(minutes=9))
+    label, start, end = assess.period("2026Q4")
+    report = assess.assess(
+        store, site.policy(), FLEET, label=label, start=start, end=end, scrape_interval=DAY, now=NOW
+    )
+    got = report["changes"]
+    assert got["changes"] == 1 and got["by_status"]["planned"] == 1
+    assert got["patching_outside_changes"] == ["20261025-enforce-pat"]
+    markdown = assess.to_markdown(report)
+    assert "## Changes (3.4)" in markdown and "`20261025-enforce-pat`" in markdown
+    assert "patching enforce outside a change: 20261025-enforce-pat" in assess.to_html(report)

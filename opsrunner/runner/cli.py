@@ -6,9 +6,7 @@ import datetime as dt
 import json
 import re
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,29 +81,13 @@ def _load_policy(settings: config.Settings, revision: str | None = None) -> Any:
 
 def _policy_at(revision: str, where: Path | None) -> Any:
     """The policy as it was at a git revision (re-score a past run under another revision)."""
-    from opsrunner.policy import default_policy_dir, load_policy
+    from opsrunner.policy import default_policy_dir
+    from opsrunner.reports.diff import DiffError, policy_at
 
-    policy_dir = (where or default_policy_dir()).resolve()
-    top = subprocess.run(
-        ["git", "-C", str(policy_dir), "rev-parse", "--show-toplevel"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if top.returncode != 0:
-        raise _fail(f"{policy_dir}: not in a git checkout, cannot read revision {revision}")
-    root = Path(top.stdout.strip())
-    relative = policy_dir.relative_to(root)
-    with tempfile.TemporaryDirectory(prefix="opsrunner-policy-") as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(root), "archive", "--format=tar", revision, str(relative)],
-            capture_output=True,
-            check=False,
-        )
-        if archive.returncode != 0:
-            raise _fail(f"git archive {revision} {relative}: {archive.stderr.decode().strip()}")
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
-        return load_policy(Path(tmp) / relative)
+    try:
+        return policy_at(where or default_policy_dir(), revision)
+    except DiffError as exc:
+        raise _fail(f"{exc}, cannot read revision {revision}") from exc
 
 
 def _split(values: list[str] | None) -> list[str] | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from opsrunner.reports import metrics
 from opsrunner.reports.document import build
 from opsrunner.reports.render import render
-from opsrunner.store import Store
+from opsrunner.store import RunRecord, Store
 
 
 def _atomic(path: Path, text: str) -> None:
@@ -55,3 +56,24 @@ def publish(
             textfile_dir, document, store.list_runs(limit=1_000_000)
         )
     return written
+
+
+def for_daemon(settings: Any, store: Store) -> Callable[[RunRecord], dict[str, Path]]:
+    """What the daemon calls after each run: the run's report (an audit's or enforce's own; the
+    newest audit's after an operate job) and the metrics textfile, under the state directory
+    (`<state>/reports/latest.html`, `<state>/metrics/opsrunner.prom` for node-exporter)."""
+
+    def publish_run(run: RunRecord) -> dict[str, Path]:
+        from opsrunner.policy import load_policy
+
+        policy = load_policy(Path(settings.policy) if settings.policy else None)
+        key: int | str = run.ident if run.mode in ("audit", "enforce") else "latest"
+        return publish(
+            store,
+            policy,
+            key,
+            store.state_dir / "reports",
+            textfile_dir=store.state_dir / "metrics",
+        )
+
+    return publish_run

@@ -93,6 +93,7 @@ class Daemon:
         hostvars: Mapping[str, Mapping[str, Any]] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         notifier: Callable[[dt.datetime], object] | None = None,
+        publisher: Callable[[RunRecord], object] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -103,6 +104,8 @@ class Daemon:
         self.clock = clock
         # Notices and alerts (opsrunner.notify); serve() builds the policy's when none is given.
         self.notifier = notifier
+        # The latest report and metrics after each run (opsrunner.reports); likewise.
+        self.publisher = publisher
 
     def due(self) -> list[Due]:
         """What is due now, by the runs on record."""
@@ -136,7 +139,17 @@ class Daemon:
             )
             log.info("%s: %s", job.name, record.status)
             done.append(record)
+            self.publish(record)
         return done
+
+    def publish(self, record: RunRecord) -> None:
+        """Refresh the latest report and the metrics textfile; never stops the loop."""
+        if self.publisher is None or record.status == "skipped":
+            return
+        try:
+            self.publisher(record)
+        except Exception:  # a report that cannot be written must not stop the schedule
+            log.exception("the report of %s was not written", record.ident)
 
     def _notice_vars(self, job: Job) -> dict[str, Any]:
         """Audit and enforce jobs get the store's notices on record (the patching role reads
@@ -172,6 +185,10 @@ class Daemon:
 
         if self.notifier is None:
             self.notifier = default_notifier(self.settings, self.store, self.inventory)
+        if self.publisher is None:
+            from opsrunner.reports.publish import for_daemon
+
+            self.publisher = for_daemon(self.settings, self.store)
 
         for record in recover_stale(self.store, self.settings.run_timeout, self.clock()):
             log.info("recovered %s from its artifacts: %s", record.ident, record.status)

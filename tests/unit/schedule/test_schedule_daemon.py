@@ -120,3 +120,43 @@ def test_run_due_passes_the_schedule_to_the_runner(tmp_path: Path) -> None:
         ]
         assert calls[0]["controls"] == ["FW-001"] and calls[1]["job"] == "backup"
         assert daemon.run_due() == []  # once, not once per missed day
+
+
+def test_the_daemon_writes_the_report_and_metrics_after_each_run(tmp_path: Path) -> None:
+    from opsrunner.reports.publish import for_daemon
+    from opsrunner.store import HostRecord, ResultRecord
+
+    def runner(mode: str, inventory: Path, **kwargs: Any) -> RunRecord:
+        store: Store = kwargs["store"]
+        run = store.begin_run(RunRecord(kwargs["job"], mode, "running", NOW, job=kwargs["job"]))
+        assert run.id is not None
+        store.add_results(run.id, [ResultRecord("host1", "FW-001", "fail", NOW, reason="8080")])
+        store.set_hosts(run.id, [HostRecord("host1", groups=("critical",))])
+        return store.finish_run(run.id, "successful", ended_at=NOW)
+
+    published: list[str] = []
+    jobs = [Job("audit-daily", "audit", "0 3 * * *"), Job("later", "audit", "0 4 * * *")]
+    with Store.open(None, tmp_path) as store:
+        real = for_daemon(Settings(), store)
+
+        def publisher(run: RunRecord) -> object:
+            published.append(run.ident)
+            if run.ident == "later":
+                raise OSError("disk full")  # logged; the schedule goes on
+            return real(run)
+
+        daemon = Daemon(
+            Settings(),
+            store,
+            jobs,
+            tmp_path / "inv",
+            runner=runner,
+            clock=lambda: NOW,
+            publisher=publisher,
+        )
+        assert [r.ident for r in daemon.run_due()] == ["audit-daily", "later"]
+    assert published == ["audit-daily", "later"]
+    latest = (tmp_path / "reports" / "latest.html").read_text(encoding="utf-8")
+    assert "audit-daily" in latest and "FW-001" in latest
+    metrics = (tmp_path / "metrics" / "opsrunner.prom").read_text(encoding="utf-8")
+    assert 'host="host1"' in metrics

@@ -44,7 +44,9 @@ class Settings(BaseModel):
         default=50, ge=1, description="Results written to the store per transaction"
     )
     scoring_model: str | None = Field(
-        default=None, pattern="^(xccdf|default|flat|flat_unweighted|absolute)$", description="Default: the policy's"
+        default=None,
+        pattern="^(xccdf|default|flat|flat_unweighted|absolute)$",
+        description="Default: the policy's",
     )
     scrape_interval: int = Field(default=60, ge=1, description="Seconds between monitoring scrapes")
     scrape_timeout: float = Field(default=5.0, gt=0, description="Seconds one scrape may take")

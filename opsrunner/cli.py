@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from opsrunner import __version__
@@ -13,6 +15,7 @@ from opsrunner.policy.cli import app as policy_app
 from opsrunner.policy.cli import waiver_app
 from opsrunner.reports.cli import register as register_reports
 from opsrunner.runner.cli import register as register_runner
+from opsrunner.runner.verify import verify
 
 app = typer.Typer(
     help="The operations regulation as policy-as-code: audit, enforce, operate, score, report.",
@@ -27,6 +30,7 @@ register_reports(app)
 register_emergency(app)
 register_notify(app)
 app.command("demo")(demo)
+app.command("verify")(verify)
 
 
 def _version(value: bool) -> None:
@@ -46,4 +50,6 @@ def _root(
 
 def main() -> None:
     """Console-script entry point."""
+    # Whatever opsrunner writes (store, evidence, artifacts, reports) is for its user alone.
+    os.umask(0o077)
     app()

@@ -50,7 +50,8 @@ def save(state_dir: Path | None, report: dict[str, Any]) -> str:
         return sha
     path = evidence_path(state_dir, sha)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only whatever the umask: evidence holds what hosts revealed (mkstemp: 0600).
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Write then rename: a reader never sees half a file, two writers write the same bytes.
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:

@@ -417,7 +417,8 @@ def run(
     opened, close = _open_store(store, settings)
     try:
         try:
-            with opened.lock(lock_name(policy.root, inventory_path)):
+            # Everything the run leaves (artifacts, results.json, locks) is owner-only.
+            with paths.owner_only(), opened.lock(lock_name(policy.root, inventory_path)):
                 return _execute(
                     opened,
                     record,

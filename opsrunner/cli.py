@@ -17,10 +17,21 @@ from opsrunner.reports.cli import register as register_reports
 from opsrunner.runner.cli import register as register_runner
 from opsrunner.runner.verify import verify
 
+
+def _deprecated_names(name: str) -> str:
+    """Old option names that still parse, hidden from help (click applies this to every
+    option token of every sub-command)."""
+    if name == "policy-dir":
+        typer.echo("warning: --policy-dir is deprecated, use --policy", err=True)
+        return "policy"
+    return name
+
+
 app = typer.Typer(
     help="The operations regulation as policy-as-code: audit, enforce, operate, score, report.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"token_normalize_func": _deprecated_names},
 )
 app.add_typer(lab_app, name="lab")
 app.add_typer(policy_app, name="policy")

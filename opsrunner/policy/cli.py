@@ -29,7 +29,7 @@ waiver_app = typer.Typer(
 
 _POLICY_DIR = typer.Option(
     None,
-    "--policy-dir",
+    "--policy",
     envvar="OPSRUNNER_POLICY_DIR",
     help="Policy directory (default: <project>/policy).",
     file_okay=False,

@@ -7,32 +7,23 @@ refuses writes when it is opened, so nothing new is chained onto a broken chain.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
+from opsrunner.cli import app
 from opsrunner.store import RunRecord, Store, StoreError
 from tests.unit.store.test_ledger import record_run
 
 pytestmark = pytest.mark.faults
-ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
 
 
-def _verify(state: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "opsrunner", "verify", "--state-dir", str(state)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-        check=False,
-    )
+def _verify(state: Path) -> Result:
+    return CliRunner().invoke(app, ["verify", "--state-dir", str(state)])
 
 
 def _flip(database: Path, needle: bytes) -> None:
@@ -61,12 +52,12 @@ def _entry_digest(database: Path, seq: int) -> bytes:
 def test_flipped_byte_in_the_ledger(tmp_path: Path) -> None:
     state = tmp_path / "state"
     _store_with_three_runs(state)
-    assert _verify(state).returncode == 0
+    assert _verify(state).exit_code == 0
     database = state / "opsrunner.db"
     _flip(database, _entry_digest(database, 2))
     done = _verify(state)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "BAD ledger entry 2 (run run1): content does not match its hash" in done.stderr
+    assert done.exit_code == 1, done.output
+    assert "BAD ledger entry 2 (run run1): content does not match its hash" in done.output
     # Detected on open; writes refused, naming the entry.
     with Store.open(None, state) as store:
         assert "ledger entry 2" in store.refuse_writes
@@ -80,6 +71,6 @@ def test_flipped_byte_in_a_stored_result(tmp_path: Path) -> None:
     _store_with_three_runs(state)
     _flip(state / "opsrunner.db", b"run2 host1 FW-002 evidence")
     done = _verify(state)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "BAD ledger entry 3 (run run2): stored run or results differ" in done.stderr
+    assert done.exit_code == 1, done.output
+    assert "BAD ledger entry 3 (run run2): stored run or results differ" in done.output
     print("fault: flipped result byte -> verify exit 1, entry 3 named")

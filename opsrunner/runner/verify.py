@@ -121,7 +121,9 @@ def check_checkpoint(store: Store, checkpoint: Path, public_key: Path | None) ->
 
 def verify(
     store: str | None = typer.Option(
-        None, "--store", help="Store: sqlite path/URL or postgresql://… (default: SQLite in state dir)."
+        None,
+        "--store",
+        help="Store: sqlite path/URL or postgresql://… (default: SQLite in state dir).",
     ),
     config_file: str | None = typer.Option(None, "--config", help="Config file."),
     state_dir: str | None = typer.Option(

@@ -94,9 +94,7 @@ def run_content(session: Session, run: Run) -> dict[str, Any]:
     results = session.scalars(
         select(Result).where(Result.run_id == run.id).order_by(Result.host, Result.control_id)
     )
-    hosts = session.scalars(
-        select(RunHost).where(RunHost.run_id == run.id).order_by(RunHost.host)
-    )
+    hosts = session.scalars(select(RunHost).where(RunHost.run_id == run.id).order_by(RunHost.host))
     return {
         "run": {name: getattr(run, name) for name in _RUN_FIELDS},
         "hosts": [{name: getattr(h, name) for name in _HOST_FIELDS} for h in hosts],
@@ -219,7 +217,9 @@ class Report:
         return not self.problems
 
 
-def check_chain(session: Session) -> tuple[list[tuple[LedgerEntry, dict[str, Any]]], Problem | None]:
+def check_chain(
+    session: Session,
+) -> tuple[list[tuple[LedgerEntry, dict[str, Any]]], Problem | None]:
     """Walk the chain from its first entry; stop at the first entry that does not hold.
 
     Each entry's body must hash to its stored sha256, be canonical JSON, carry its own seq,

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from opsrunner.paths import project_root
 from opsrunner.policy import waivers as waiver_ops
-from opsrunner.policy.cleartext import cleartext_problems, inventory_files, policy_files
 from opsrunner.policy.checks import coverage_problems, crosscheck_problems, inventory_problems
+from opsrunner.policy.cleartext import cleartext_problems, inventory_files, policy_files
 from opsrunner.policy.loader import Policy, PolicyError, Problem, load_policy
 from opsrunner.policy.plan_checks import plan_problems
 from opsrunner.policy.schema import render_schema

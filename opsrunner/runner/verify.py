@@ -1,4 +1,4 @@
-"""`opsrunner verify`: the evidence ledger's chain, the stored results and evidence files against it."""
+"""`opsrunner verify`: the ledger chain, and the stored results and evidence against it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from opsrunner.runner import evidence
 from opsrunner.store import Store, StoreError, ledger
 
 CHECKPOINT_FORMAT = "opsrunner-ledger-checkpoint/1"
-KEY_PASSWORD_ENV = "OPSRUNNER_SIGN_KEY_PASSWORD"
+KEY_PASSWORD_ENV = "OPSRUNNER_SIGN_KEY_PASSWORD"  # noqa: S105 - the variable's name, not a secret
 
 
 class VerifyError(RuntimeError):
@@ -119,32 +119,37 @@ def check_checkpoint(store: Store, checkpoint: Path, public_key: Path | None) ->
     return f"checkpoint {checkpoint}: entry {seq} matches{signed}"
 
 
+_STORE = typer.Option(
+    None, "--store", help="Store: sqlite path/URL or postgresql://… (default: SQLite in state dir)."
+)
+_CONFIG = typer.Option(None, "--config", help="Config file.")
+_STATE = typer.Option(None, "--state-dir", help="State directory (store, evidence, artifacts).")
+_SIGN_KEY = typer.Option(
+    None,
+    "--sign-key",
+    help="ed25519 private key (PEM; password in $OPSRUNNER_SIGN_KEY_PASSWORD): after a good "
+    "verify, sign the ledger's head into --checkpoint and <checkpoint>.sig.",
+)
+_CHECKPOINT = typer.Option(
+    None,
+    "--checkpoint",
+    help="Checkpoint file: written with --sign-key, else checked (the entry it names must "
+    "still have its hash).",
+)
+_PUBLIC_KEY = typer.Option(
+    None, "--public-key", help="ed25519 public key (PEM) that checks <checkpoint>.sig."
+)
+_JSON = typer.Option(False, "--json", help="Print the findings as JSON.")
+
+
 def verify(
-    store: str | None = typer.Option(
-        None,
-        "--store",
-        help="Store: sqlite path/URL or postgresql://… (default: SQLite in state dir).",
-    ),
-    config_file: str | None = typer.Option(None, "--config", help="Config file."),
-    state_dir: str | None = typer.Option(
-        None, "--state-dir", help="State directory (store, evidence, artifacts)."
-    ),
-    sign_key: Path | None = typer.Option(
-        None,
-        "--sign-key",
-        help="ed25519 private key (PEM; password in $OPSRUNNER_SIGN_KEY_PASSWORD): after a good "
-        "verify, sign the ledger's head into --checkpoint and <checkpoint>.sig.",
-    ),
-    checkpoint: Path | None = typer.Option(
-        None,
-        "--checkpoint",
-        help="Checkpoint file: written with --sign-key, else checked (the entry it names must "
-        "still have its hash).",
-    ),
-    public_key: Path | None = typer.Option(
-        None, "--public-key", help="ed25519 public key (PEM) that checks <checkpoint>.sig."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+    store: str | None = _STORE,
+    config_file: str | None = _CONFIG,
+    state_dir: str | None = _STATE,
+    sign_key: Path | None = _SIGN_KEY,
+    checkpoint: Path | None = _CHECKPOINT,
+    public_key: Path | None = _PUBLIC_KEY,
+    as_json: bool = _JSON,
 ) -> None:
     """Check the evidence ledger's hash chain, every stored run's results and the evidence
     files against it; name the first bad entry and exit 1 when anything does not hold."""

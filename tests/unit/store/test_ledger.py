@@ -114,7 +114,7 @@ def test_concurrent_runs_never_fork_the_chain(tmp_path: Path) -> None:
         def one(n: int) -> None:
             try:
                 record_run(store, f"c{n}", at=T0 + dt.timedelta(minutes=n))
-            except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
@@ -165,7 +165,9 @@ def test_signed_checkpoint_catches_a_rewritten_ledger(tmp_path: Path) -> None:
     private, public = _keys(tmp_path)
     point = tmp_path / "checkpoint.json"
     base = ["verify", "--state-dir", str(state)]
-    signed = CliRunner().invoke(app, [*base, "--sign-key", str(private), "--checkpoint", str(point)])
+    signed = CliRunner().invoke(
+        app, [*base, "--sign-key", str(private), "--checkpoint", str(point)]
+    )
     assert signed.exit_code == 0, signed.output
     assert "signed entry 2" in signed.output
     assert oct(point.stat().st_mode & 0o777) == "0o600"

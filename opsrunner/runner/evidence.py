@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from opsrunner import paths
+
 TRIM = 1000
 
 
@@ -51,7 +53,7 @@ def save(state_dir: Path | None, report: dict[str, Any]) -> str:
     path = evidence_path(state_dir, sha)
     if not path.exists():
         # Owner-only whatever the umask: evidence holds what hosts revealed (mkstemp: 0600).
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        paths.private_dir(path.parent, tighten=False)
         # Write then rename: a reader never sees half a file, two writers write the same bytes.
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:

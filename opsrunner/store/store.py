@@ -693,10 +693,9 @@ class Store:
                     connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     connection.commit()
         else:
-            directory = self.state_dir / "locks"
-            directory.mkdir(parents=True, exist_ok=True)
+            directory = paths.private_dir(self.state_dir / "locks", tighten=False)
             file = directory / f"{hashlib.sha256(name.encode()).hexdigest()[:24]}.lock"
-            flock = filelock.FileLock(str(file), timeout=0)
+            flock = filelock.FileLock(str(file), timeout=0, mode=0o600)
             try:
                 flock.acquire()
             except filelock.Timeout as exc:

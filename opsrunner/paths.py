@@ -70,3 +70,19 @@ def owner_only() -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
+
+
+def tighten_tree(root: Path) -> None:
+    """Bring a tree opsrunner wrote down to 0700 directories and 0600 files: for what a child
+    process created with modes of its own (Ansible writes its fact cache 0644)."""
+    if not root.is_dir() or root.is_symlink():
+        return
+    _tighten(root, 0o700)
+    for folder, dirs, files in os.walk(root):
+        base = Path(folder)
+        for name in dirs:
+            if not (base / name).is_symlink():
+                _tighten(base / name, 0o700)
+        for name in files:
+            if not (base / name).is_symlink():
+                _tighten(base / name, 0o600)

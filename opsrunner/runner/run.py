@@ -586,6 +586,8 @@ def _finish(
         )
     )
     store.set_hosts(run.id, collector.host_records(hosts))
+    if run.artifact_dir:  # Ansible writes its fact cache 0644 whatever the umask
+        paths.tighten_tree(Path(run.artifact_dir).parents[1])
     stats = {h: dict(s.stats) for h, s in collector.hosts.items() if s.stats}
     return store.finish_run(run.id, status, ended_at=now, rc=rc, reason=reason, stats=stats)
 

@@ -107,7 +107,8 @@ def test_audit_enforce_audit_recorded_and_scored(lab: Lab, tmp_path: Path) -> No
             assert any(p.parts[1:2] == ("evidence",) for p in left), left
             assert any("artifacts" in p.parts for p in left), left
             assert any(p.parts[1:2] == ("reports",) for p in left), left
-            assert loose_paths(tmp_path / "state") == []
+            loose = loose_paths(tmp_path / "state")
+            assert loose == [], "\n".join(loose)
     finally:
         os.umask(umask)
         reset_hosts(lab)

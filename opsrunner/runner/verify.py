@@ -183,6 +183,7 @@ def verify(
             json.dumps(
                 {
                     "ok": not problems,
+                    "chain_ok": report.chain_ok,
                     "entries": report.entries,
                     "head": report.head,
                     "runs_checked": report.runs_checked,
@@ -197,6 +198,9 @@ def verify(
         typer.echo(
             f"ledger: {report.entries} entries, head {report.head}; "
             f"{report.runs_checked} runs and {files} evidence files checked"
+            if report.chain_ok
+            else f"ledger: the chain holds for its first {report.entries} entries only "
+            f"(last good head {report.head}); stored runs not checked against a broken chain"
         )
         for note in notes:
             typer.echo(note)

@@ -210,6 +210,7 @@ class Report:
     head: str
     runs_checked: int
     problems: tuple[Problem, ...]
+    chain_ok: bool = True  # False: `entries` counts the entries before the first bad one
 
     @property
     def ok(self) -> bool:
@@ -264,7 +265,7 @@ def verify(session: Session) -> Report:
     good, problem = check_chain(session)
     head = good[-1][0].sha256 if good else GENESIS
     if problem is not None:
-        return Report(len(good), head, 0, (problem,))
+        return Report(len(good), head, 0, (problem,), chain_ok=False)
     newest: dict[str, tuple[int, dict[str, Any]]] = {}
     pruned: set[str] = set()
     for entry, body in good:

@@ -2,7 +2,11 @@
 --   opsrunner_writer   the controllers: owns the schema (alembic migrations run when
 --                      opsrunner opens the store), writes runs, results and samples,
 --                      takes the advisory locks that stop overlapping runs
---   opsrunner_reporter read-only: reports, dashboards, auditors
+--   opsrunner_reporter read-only: `opsrunner report`, `score`, `verify`, dashboards,
+--                      auditors; cannot insert, update or delete anything, the evidence
+--                      ledger included (tests/unit/store/test_store_pg_roles.py)
+-- The ledger table refuses UPDATE, DELETE and TRUNCATE by trigger (migration 0005), for the
+-- writer too; the hash chain and signed checkpoints (`opsrunner verify`) detect the rest.
 -- Run once as a superuser:
 --   psql -v writer_password='…' -v reporter_password='…' -f deploy/postgresql-roles.sql
 -- then point the controllers at

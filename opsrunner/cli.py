@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from opsrunner import __version__
@@ -13,11 +15,23 @@ from opsrunner.policy.cli import app as policy_app
 from opsrunner.policy.cli import waiver_app
 from opsrunner.reports.cli import register as register_reports
 from opsrunner.runner.cli import register as register_runner
+from opsrunner.runner.verify import verify
+
+
+def _deprecated_names(name: str) -> str:
+    """Old option names that still parse, hidden from help (click applies this to every
+    option token of every sub-command)."""
+    if name == "policy-dir":
+        typer.echo("warning: --policy-dir is deprecated, use --policy", err=True)
+        return "policy"
+    return name
+
 
 app = typer.Typer(
     help="The operations regulation as policy-as-code: audit, enforce, operate, score, report.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"token_normalize_func": _deprecated_names},
 )
 app.add_typer(lab_app, name="lab")
 app.add_typer(policy_app, name="policy")
@@ -27,6 +41,7 @@ register_reports(app)
 register_emergency(app)
 register_notify(app)
 app.command("demo")(demo)
+app.command("verify")(verify)
 
 
 def _version(value: bool) -> None:
@@ -46,4 +61,6 @@ def _root(
 
 def main() -> None:
     """Console-script entry point."""
+    # Whatever opsrunner writes (store, evidence, artifacts, reports) is for its user alone.
+    os.umask(0o077)
     app()

@@ -17,7 +17,7 @@ from opsrunner.store import Store, StoreError
 
 ConfigOpt = typer.Option(None, "--config", help="opsrunner.toml to read (default: discovered).")
 StoreOpt = typer.Option(None, "--store", help="Store URL (sqlite:///… or postgresql://…).")
-PolicyOpt = typer.Option(None, "--policy-dir", help="Policy directory (default: ./policy).")
+PolicyOpt = typer.Option(None, "--policy", help="Policy directory (default: ./policy).")
 StateOpt = typer.Option(None, "--state-dir", help="State directory (store, evidence).")
 InventoryOpt = typer.Option(None, "--inventory", "-i", help="Inventory (default: configured).")
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from opsrunner.paths import project_root
 from opsrunner.policy import waivers as waiver_ops
 from opsrunner.policy.checks import coverage_problems, crosscheck_problems, inventory_problems
+from opsrunner.policy.cleartext import cleartext_problems, inventory_files, policy_files
 from opsrunner.policy.loader import Policy, PolicyError, Problem, load_policy
 from opsrunner.policy.plan_checks import plan_problems
 from opsrunner.policy.schema import render_schema
@@ -29,7 +30,7 @@ waiver_app = typer.Typer(
 
 _POLICY_DIR = typer.Option(
     None,
-    "--policy-dir",
+    "--policy",
     envvar="OPSRUNNER_POLICY_DIR",
     help="Policy directory (default: <project>/policy).",
     file_okay=False,
@@ -125,10 +126,15 @@ def validate(
     """Validate the policy; print every problem as file:line: field: message and exit 1 if any.
 
     With --inventory, also check the inventory: every host in exactly one tier group, only
-    groups the policy names, no policy parameter set as an inventory variable.
+    groups the policy names, no policy parameter set as an inventory variable. In both, a
+    variable named like a password, secret or token must not hold a literal value.
     """
     policy = _load(policy_dir)
     problems: list[Problem] = plan_problems(policy)
+    # Secrets only through ansible-vault or the environment, never in clear (issue 15).
+    problems += cleartext_problems(policy_files(policy.root))
+    if inventory is not None:
+        problems += cleartext_problems(inventory_files(inventory))
     if coverage:
         problems += coverage_problems(policy)
     if crosscheck:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from opsrunner import __version__
+from opsrunner import __version__, paths
 from opsrunner.runner.summary import run_scores
 from opsrunner.scoring import KINDS, VIEWS, Figure, Item, Scores, ScoreSet, score_set
 from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
@@ -390,9 +390,10 @@ class _TrendCache:
         if not self.changed:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            paths.private_dir(self.path.parent, tighten=False)  # scores: owner-only (issue 15)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.points, sort_keys=True), encoding="utf-8")
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                f.write(json.dumps(self.points, sort_keys=True))
             tmp.replace(self.path)
         except OSError:
             pass  # a read-only state directory: the points are computed again next time

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from opsrunner import paths
 from opsrunner.reports import metrics
 from opsrunner.reports.document import build
 from opsrunner.reports.render import render
@@ -15,7 +16,9 @@ from opsrunner.store import RunRecord, Store
 
 def _atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    # Owner-only whatever the umask: a report names every finding of every host.
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(text)
     tmp.replace(path)
 
 
@@ -34,7 +37,7 @@ def publish(
     """
     document = build(store, policy, run)
     out = directory or store.state_dir / "reports"
-    out.mkdir(parents=True, exist_ok=True)
+    paths.private_dir(out, tighten=False)
     ident = document["run"]["ident"]
     html = render(document, "html", level="auditor", lang=lang)
     data = render(document, "json")

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from opsrunner import paths
+
 TRIM = 1000
 
 
@@ -50,7 +52,8 @@ def save(state_dir: Path | None, report: dict[str, Any]) -> str:
         return sha
     path = evidence_path(state_dir, sha)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only whatever the umask: evidence holds what hosts revealed (mkstemp: 0600).
+        paths.private_dir(path.parent, tighten=False)
         # Write then rename: a reader never sees half a file, two writers write the same bytes.
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:

@@ -417,7 +417,8 @@ def run(
     opened, close = _open_store(store, settings)
     try:
         try:
-            with opened.lock(lock_name(policy.root, inventory_path)):
+            # Everything the run leaves (artifacts, results.json, locks) is owner-only.
+            with paths.owner_only(), opened.lock(lock_name(policy.root, inventory_path)):
                 return _execute(
                     opened,
                     record,
@@ -585,6 +586,8 @@ def _finish(
         )
     )
     store.set_hosts(run.id, collector.host_records(hosts))
+    if run.artifact_dir:  # Ansible writes its fact cache 0644 whatever the umask
+        paths.tighten_tree(Path(run.artifact_dir).parents[1])
     stats = {h: dict(s.stats) for h, s in collector.hosts.items() if s.stats}
     return store.finish_run(run.id, status, ended_at=now, rc=rc, reason=reason, stats=stats)
 

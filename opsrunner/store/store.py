@@ -19,7 +19,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from opsrunner.store import migrations
+from opsrunner import paths
+from opsrunner.store import ledger, migrations
 from opsrunner.store.models import (
     Alert,
     Base,
@@ -160,20 +161,23 @@ class Store:
         self.engine = engine
         self.state_dir = state_dir
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Set when the evidence ledger does not verify on open: the first bad entry, named.
+        self.refuse_writes = ""
 
     # -- opening ---------------------------------------------------------
     @classmethod
     def open(cls, url: str | None = None, state_dir: Path | None = None) -> Store:
         """Open (creating if needed) and migrate the store at URL (None: SQLite in state dir)."""
-        from opsrunner import paths
-
         state = state_dir or paths.state_dir()
         full = normalise_url(url, state)
         parsed = make_url(full)
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                # Owner-only before SQLite opens it: its -wal and -shm files copy these modes.
+                folder = Path(database).parent
+                paths.private_dir(folder, tighten=folder.resolve() == state.resolve())
+                paths.private_file(Path(database))
             engine = create_engine(full, connect_args={"timeout": _SQLITE_BUSY_MS / 1000})
             event.listen(engine, "connect", _sqlite_pragmas)
         elif parsed.get_backend_name() == "postgresql":
@@ -183,12 +187,55 @@ class Store:
         store = cls(engine, state)
         try:
             store.migrate()
+            store._open_ledger()
         except Exception as exc:
             engine.dispose()
             raise StoreError(
                 f"cannot open store {parsed.render_as_string(hide_password=True)}: {exc}"
             ) from exc
         return store
+
+    def _open_ledger(self) -> None:
+        """Cover the runs recorded before the ledger existed, then check the chain: a chain
+        that does not hold refuses every write until someone looks (`opsrunner verify`)."""
+        with self.session() as session:
+            empty = session.scalar(select(func.count()).select_from(ledger.LedgerEntry)) == 0
+            finished = empty and session.scalar(
+                select(func.count()).select_from(Run).where(Run.status.in_(ledger.FINAL))
+            )
+        if finished:
+            with self._write() as session:
+                ledger.adopt(session)
+        with self.session() as session:
+            _good, problem = ledger.check_chain(session)
+        if problem is not None:
+            self.refuse_writes = str(problem)
+
+    def _check_writable(self) -> None:
+        if self.refuse_writes:
+            raise StoreError(
+                f"the evidence ledger does not verify ({self.refuse_writes}); writes are "
+                "refused until it is repaired — run `opsrunner verify` for the details"
+            )
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A transaction that may append to the ledger: one writer at a time, so the chain
+        never forks (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction advisory lock)."""
+        self._check_writable()
+        with self._sessions.begin() as session:
+            if self.dialect == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                session.execute(
+                    text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("opsrunner:ledger")}
+                )
+            yield session
+
+    def verify(self) -> ledger.Report:
+        """Check the ledger's chain and every finished run's stored results against it."""
+        with self.session() as session:
+            return ledger.verify(session)
 
     def migrate(self) -> None:
         """Bring the schema to the newest alembic revision."""
@@ -225,10 +272,11 @@ class Store:
     # -- runs ------------------------------------------------------------
     def begin_run(self, record: RunRecord) -> RunRecord:
         """Record a run (usually status running); returns it with its id."""
-        with self.session() as session:
+        with self._write() as session:
             row = Run(**_run_values(record))
             session.add(row)
             session.flush()
+            ledger.record_run(session, row)  # a run recorded finished at once (skipped)
             return _run_record(row)
 
     def ensure_run(self, record: RunRecord) -> RunRecord:
@@ -246,8 +294,8 @@ class Store:
         reason: str = "",
         stats: dict[str, Any] | None = None,
     ) -> RunRecord:
-        """Set a run's final status."""
-        with self.session() as session:
+        """Set a run's final status, and append the run's results to the evidence ledger."""
+        with self._write() as session:
             row = session.get(Run, run_id)
             if row is None:
                 raise StoreError(f"run {run_id} not found")
@@ -259,6 +307,7 @@ class Store:
             if stats is not None:
                 row.stats = stats
             session.flush()
+            ledger.record_run(session, row)
             return _run_record(row)
 
     def get_run(self, key: int | str) -> RunRecord:
@@ -303,6 +352,7 @@ class Store:
         """Upsert a batch of results in one transaction; the same batch twice changes nothing."""
         if not results:
             return 0
+        self._check_writable()
         rows = [
             {
                 "run_id": run_id,
@@ -337,6 +387,7 @@ class Store:
         """Upsert the hosts of a run."""
         if not hosts:
             return
+        self._check_writable()
         rows = [
             {
                 "run_id": run_id,
@@ -457,6 +508,7 @@ class Store:
         """Record a batch of monitoring scrapes in one transaction."""
         if not samples:
             return
+        self._check_writable()
         with self.session() as session:
             session.add_all(
                 Sample(
@@ -505,7 +557,9 @@ class Store:
         """Delete runs and samples older than a time, keeping every run that still holds the
         newest result of some host x control (the evidence scores and reports stand on)."""
         keep = {r.run_id for r in self.latest_results()}
-        with self.session() as session:
+        if not dry_run:
+            self._check_writable()
+        with self.session() if dry_run else self._write() as session:
             old = session.scalars(
                 select(Run.id).where(Run.started_at < older_than, Run.status != "running")
             ).all()
@@ -523,11 +577,13 @@ class Store:
                 "kept_runs": len(old) - len(doomed),
             }
             if not dry_run:
+                idents = session.scalars(select(Run.ident).where(Run.id.in_(doomed))).all()
                 # Children first: SQLite only cascades when foreign keys are on for this connection.
                 session.execute(delete(Result).where(Result.run_id.in_(doomed)))
                 session.execute(delete(RunHost).where(RunHost.run_id.in_(doomed)))
                 session.execute(delete(Run).where(Run.id.in_(doomed)))
                 session.execute(delete(Sample).where(Sample.scraped_at < older_than))
+                ledger.record_prune(session, idents, older_than)
         return counts
 
     def evidence_hashes(self) -> set[str]:
@@ -561,7 +617,7 @@ class Store:
         }
         counts = dict.fromkeys(models, 0)
         run_ids: dict[int, int | None] = {}
-        with path.open(encoding="utf-8") as handle, self.session() as session:
+        with path.open(encoding="utf-8") as handle, self._write() as session:
             header = json.loads(handle.readline() or "{}")
             if header.get("format") != EXPORT_FORMAT:
                 raise StoreError(
@@ -610,6 +666,12 @@ class Store:
                 else:
                     session.add(model(**values))
                 counts[table] += 1
+            session.flush()
+            # Imported runs join this store's ledger as they arrived.
+            for new_id in run_ids.values():
+                imported = session.get(Run, new_id) if new_id is not None else None
+                if imported is not None:
+                    ledger.record_run(session, imported)
         return counts
 
     # -- locks -----------------------------------------------------------
@@ -631,10 +693,9 @@ class Store:
                     connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     connection.commit()
         else:
-            directory = self.state_dir / "locks"
-            directory.mkdir(parents=True, exist_ok=True)
+            directory = paths.private_dir(self.state_dir / "locks", tighten=False)
             file = directory / f"{hashlib.sha256(name.encode()).hexdigest()[:24]}.lock"
-            flock = filelock.FileLock(str(file), timeout=0)
+            flock = filelock.FileLock(str(file), timeout=0, mode=0o600)
             try:
                 flock.acquire()
             except filelock.Timeout as exc:

@@ -11,6 +11,7 @@ from typing import Any
 from ansible.errors import AnsibleError
 from ansible.inventory.host import Host
 from ansible.plugins.vars import BaseVarsPlugin
+from ansible.utils.unsafe_proxy import wrap_var
 
 DOCUMENTATION = r"""
 ---
@@ -79,6 +80,9 @@ class VarsModule(BaseVarsPlugin):
             key = f"{directory}|{','.join(sorted(groups))}"
             if key not in _HOST_VARS:
                 _HOST_VARS[key] = _load(directory).host_vars(groups)
-            # A copy: Ansible may mutate what it is given, the cache must stay as loaded.
-            result.update(copy.deepcopy(_HOST_VARS[key]))
+            # A copy: Ansible may mutate what it is given, the cache must stay as loaded. Policy
+            # strings are data, never templates: a title or roster field holding "{{ … }}"
+            # reaches the host as written (ansible-core 2.19 already leaves plugin values
+            # untrusted; wrap_var says so explicitly and keeps it so on other versions).
+            result.update(wrap_var(copy.deepcopy(_HOST_VARS[key])))
         return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,12 @@ import pytest
 from opsrunner.config import Settings
 from opsrunner.lab.core import Lab
 from opsrunner.policy import load_policy
+from opsrunner.reports.publish import publish
 from opsrunner.runner import compliance_summary, run, run_scores
 from opsrunner.runner.progress import PlainReporter
 from opsrunner.store import RunRecord, Store
 from tests.lab_helpers import reset_hosts, snapshots
+from tests.unit.store.test_store_modes import loose_paths
 
 FW = ["FW-001", "FW-002", "FW-003", "FW-004", "FW-005"]
 CALLBACK_WARNING = "Skipping callback plugin"
@@ -40,6 +43,8 @@ def test_audit_enforce_audit_recorded_and_scored(lab: Lab, tmp_path: Path) -> No
     reset_hosts(lab)
     settings = Settings(state_dir=str(tmp_path / "state"), task_timeout=120, run_timeout=900)
     policy = load_policy()
+    # The loosest umask: every path the runs leave must still be owner-only (issue 15).
+    umask = os.umask(0o000)
     try:
         with Store.open(None, tmp_path / "state") as store:
             before = snapshots(lab)
@@ -93,5 +98,17 @@ def test_audit_enforce_audit_recorded_and_scored(lab: Lab, tmp_path: Path) -> No
             assert "host2" in text and "FW-004" in text and second.ident in text
             # Re-rendering a run gives the same bytes (rendered as of the run's end).
             assert compliance_summary(store, second.ident, policy) == text
+            # Issue 15: the three runs are chained in the ledger; the state directory, store,
+            # evidence, artifacts and reports are owner-only.
+            ledger = store.verify()
+            assert ledger.ok and ledger.entries == ledger.runs_checked == 3, ledger
+            publish(store, policy, second.ident)
+            left = sorted(p.relative_to(tmp_path) for p in (tmp_path / "state").rglob("*"))
+            assert any(p.parts[1:2] == ("evidence",) for p in left), left
+            assert any("artifacts" in p.parts for p in left), left
+            assert any(p.parts[1:2] == ("reports",) for p in left), left
+            loose = loose_paths(tmp_path / "state")
+            assert loose == [], "\n".join(loose)
     finally:
+        os.umask(umask)
         reset_hosts(lab)

@@ -50,7 +50,7 @@ def test_migrations_create_every_table(store: Store) -> None:
         "support_tickets",
         "survey_responses",
     } <= tables
-    assert store.schema_revision() == "0004"
+    assert store.schema_revision() == "0005"
 
 
 def test_reopening_migrates_nothing_and_keeps_data(store: Store, tmp_path: Path) -> None:

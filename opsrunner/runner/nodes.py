@@ -44,9 +44,9 @@ from opsrunner.store import ResultRecord, RunRecord, Store
 SLICES_KEY = "_slices"
 #: Slice statuses that leave its hosts' results unknown: `--retry-failed` reruns those slices.
 RETRYABLE = ("interrupted", "timeout", "canceled", "unstarted")
-#: What an execution node needs (exact versions from constraints.txt); pydantic is for the
-#: policy vars plugin, which loads the policy on the node.
-NODE_PACKAGES = ("ansible-core", "ansible-runner", "pydantic")
+#: What an execution node needs (exact versions from constraints.txt); pydantic and croniter
+#: are for the policy vars plugin, which loads the policy on the node.
+NODE_PACKAGES = ("ansible-core", "ansible-runner", "pydantic", "croniter")
 DEFAULT_PREFIX = "/opt/opsrunner-node"
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -325,8 +325,8 @@ def install_node(
             f"mkdir -p {remote}",
             f"tar -x -C {remote}",
             f"python3 -m venv --without-pip {prefix}",
-            f"{prefix}/bin/python {remote}/{pip}/pip install --quiet --no-index "
-            f"--find-links {remote} " + " ".join(_pins()),
+            f"{prefix}/bin/python {remote}/{pip}/pip install --disable-pip-version-check "
+            f"--quiet --no-compile --no-index --find-links {remote} " + " ".join(_pins()),
             f"rm -rf {remote}",
         ]
     )
@@ -532,16 +532,30 @@ def _run_slice(
     rc_file = private / "artifacts" / sl.ident / "rc"
     if rc_file.is_file() and rc_file.read_text().strip().lstrip("-").isdigit():
         sl.rc = int(rc_file.read_text().strip())
-    lost_node = sl.runner_status == "error" or (code != 0 and not streamer.collector.has_stats)
-    if lost_node and not cancel.is_set():
+    if cancel.is_set():
+        pass
+    elif sl.runner_status == "error":
+        # The stream ended without its eof line: the node, its sshd or the worker died.
         tail = stderr_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         lost = f"execution node {sl.node.name} lost mid-run (ssh exited {code}"
         lost += f": {tail[0][:200]})" if tail[0] else ")"
         sl.reason = f"{lost}; {sl.reason}" if sl.reason else lost
+    elif not streamer.collector.has_stats:
+        tail = _last_line(private / "artifacts" / sl.ident / "stdout")
+        sl.reason = f"ansible-playbook on node {sl.node.name} exited {sl.rc} without its final "
+        sl.reason += f"stats: {tail}" if tail else "stats"
     if cancel.is_set():
         sl.status = "canceled"
     else:
         sl.status = _final_status(sl.runner_status, streamer.collector.has_stats)
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a text file ('' when there is none)."""
+    if not path.is_file():
+        return ""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    return next((line[:200] for line in reversed(lines) if line), "")
 
 
 # -- the sliced run --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import ansible_runner  # type: ignore[import-untyped]
 import yaml
@@ -71,7 +71,7 @@ class Node(BaseModel):
     user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     port: int = Field(22, ge=1, le=65535)
     identity_file: str | None = Field(None, description="Key the controller uses for the node.")
-    ssh_options: tuple[str, ...] = Field(
+    ssh_options: tuple[Annotated[str, Field(pattern=_SSH_OPTION)], ...] = Field(
         (), description="Extra `-o Key=Value` options (e.g. StrictHostKeyChecking=yes)."
     )
     runner: str = Field(
@@ -85,13 +85,6 @@ class Node(BaseModel):
         description="Where each slice's private data dir lives on the node (deleted after).",
     )
     capacity: int = Field(1, ge=1, le=1000, description="Relative share of the hosts.")
-
-    @model_validator(mode="after")
-    def _options(self) -> Node:
-        for option in self.ssh_options:
-            if not re.match(_SSH_OPTION, option):
-                raise ValueError(f"ssh_options: {option!r} is not Key=Value")
-        return self
 
 
 class NodesFile(BaseModel):
@@ -135,7 +128,11 @@ def load_nodes(path: str | os.PathLike[str]) -> NodesFile:
         loaded = NodesFile.model_validate(data)
     except ValidationError as exc:
         lines = []
-        for error in exc.errors():
+        errors = exc.errors()
+        if any(len(e["loc"]) > 1 for e in errors):
+            # A bad entry also makes the tuple "too short": say only what is wrong in the entry.
+            errors = [e for e in errors if not (e["type"] == "too_short" and len(e["loc"]) == 1)]
+        for error in errors:
             loc = tuple(error["loc"])
             # Errors of a model validator carry no field: point at the entry itself.
             lines.append(
@@ -536,14 +533,14 @@ def _run_slice(
         pass
     elif sl.runner_status == "error":
         # The stream ended without its eof line: the node, its sshd or the worker died.
-        tail = stderr_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        said = _last_line(stderr_path)
         lost = f"execution node {sl.node.name} lost mid-run (ssh exited {code}"
-        lost += f": {tail[0][:200]})" if tail[0] else ")"
+        lost += f": {said})" if said else ")"
         sl.reason = f"{lost}; {sl.reason}" if sl.reason else lost
     elif not streamer.collector.has_stats:
-        tail = _last_line(private / "artifacts" / sl.ident / "stdout")
+        said = _last_line(private / "artifacts" / sl.ident / "stdout")
         sl.reason = f"ansible-playbook on node {sl.node.name} exited {sl.rc} without its final "
-        sl.reason += f"stats: {tail}" if tail else "stats"
+        sl.reason += f"stats: {said}" if said else "stats"
     if cancel.is_set():
         sl.status = "canceled"
     else:
@@ -791,7 +788,9 @@ def retry_hosts(store: Store, run_key: str, mode: str) -> tuple[RunRecord, list[
     `unknown` result."""
     run = store.get_run(run_key)
     if run.mode != mode:
-        raise NodesError(f"--retry-failed {run_key}: run {run.ident} is a {run.mode} run")
+        raise NodesError(
+            f"--retry-failed {run_key}: run {run.ident} is an {run.mode} run, not {mode}"
+        )
     assert run.id is not None
     sliced = run.stats.get(SLICES_KEY) if isinstance(run.stats, dict) else None
     if isinstance(sliced, list):

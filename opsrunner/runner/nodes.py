@@ -587,6 +587,15 @@ def _execute(
     tags: str | None,
     selected: list[str] | None,
 ) -> RunRecord:
+    if record.mode == "enforce" and "patching" in (
+        selected_roles if selected_roles is not None else scoping.site_roles(playbook)
+    ):
+        # Its staged rollout (canary batch first, halt the fleet on a failed batch) spans every
+        # host and writes its record on the controller: sliced, each node would roll out alone.
+        raise RunError(
+            "enforce --nodes: the patching role's staged rollout spans the whole fleet; "
+            "enforce patching without --nodes (or --controls for the other roles)"
+        )
     live, problems = usable_nodes(loaded)
     for name, why in problems.items():
         log(f"node {name} left out: {why}")

@@ -145,12 +145,20 @@ def _scores(lab: Lab, url: str, run: RunRecord, state: Path) -> dict[str, Any]:
 
 
 def _nothing_left(lab: Lab, host: str) -> None:
-    """The lent key is gone with the slice: no agent, no key file, no slice dir on the node."""
-    left = lab.ssh(
-        host,
-        "pgrep -a ssh-agent; ls -A /var/lib/opsrunner-worker; "
-        "grep -rl 'PRIVATE KEY' /var/lib/opsrunner-worker /root /tmp /var/tmp 2>/dev/null; true",
-    ).stdout.strip()
+    """The lent key is gone with the slice: no agent, no key file, no slice dir on the node.
+
+    ssh-agent notices that its playbook ended within 10 s (it checks its parent every 10 s).
+    """
+    deadline = time.monotonic() + 25
+    while True:
+        left = lab.ssh(
+            host,
+            "pgrep -a ssh-agent; ls -A /var/lib/opsrunner-worker; grep -rl 'PRIVATE KEY' "
+            "/var/lib/opsrunner-worker /root /tmp /var/tmp 2>/dev/null; true",
+        ).stdout.strip()
+        if left == "" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert left == "", f"{host} keeps: {left}"
 
 

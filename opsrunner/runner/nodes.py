@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import os
@@ -36,7 +37,6 @@ from opsrunner.runner.run import (
     _signals_cancel,
     _Streamer,
 )
-from opsrunner.runner.run import run as local_run
 from opsrunner.store import ResultRecord, RunRecord, Store
 
 #: The run's stats key that records its slices (node, hosts, status, reason): what
@@ -860,4 +860,6 @@ def run(
         )
     if loaded is not None:
         kwargs["executor"] = executor(loaded, log)
+    # Looked up when called, not bound at import: tests replace run.run.
+    local_run: Callable[..., RunRecord] = importlib.import_module("opsrunner.runner.run").run
     return local_run(mode, inventory, **kwargs)

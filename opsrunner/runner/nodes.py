@@ -3,6 +3,7 @@ over SSH) and record the slices as one run, through the same ingest path as a lo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -530,14 +531,14 @@ def _run_slice(
             quiet=True,
             **kwargs,
         )
-        proc.stdin.close()
     except OSError as exc:
         # The node went away before it took the job; the processor below sees the same end.
         sl.reason = f"transmit failed: {exc}"
-    statuses: list[str] = []
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
 
     def status_handler(data: Mapping[str, Any], runner_config: Any = None) -> None:
-        statuses.append(str(data.get("status") or ""))
         if data.get("status") == "error" and data.get("job_explanation"):
             sl.reason = sl.reason or str(data["job_explanation"])[:300]
 

@@ -45,9 +45,15 @@ def pg() -> Iterator[str]:
         yield url
 
 
+Baseline = tuple[RunRecord, dict[tuple[str, str], str]]
+
+
 @pytest.fixture(scope="module")
-def scale_lab(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
-    """The session lab plus host4..host6; host5 and host6 installed as execution nodes."""
+def scale_lab(
+    lab: Lab, pg: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Lab, Path, Baseline]]:
+    """The session lab plus host4..host6; host5 and host6 installed as execution nodes while
+    a local audit of the four targets runs (the reference both tests compare with)."""
     original = [HostSpec(name=h.name, groups=h.groups) for h in lab.hosts.values()]
     extra = [HostSpec(name=n, groups=("standard",)) for n in ("host4", "host5", "host6")]
     base = tmp_path_factory.mktemp("scaleout")
@@ -88,33 +94,23 @@ def scale_lab(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
         threads = [threading.Thread(target=install, args=(n,)) for n in loaded.nodes]
         for thread in threads:
             thread.start()
+        local = nodes.run(
+            "audit",
+            lab.inventory_path,
+            store=pg,
+            limit=",".join(TARGETS),
+            controls=FW,
+            settings=_settings(base / "local"),
+        )
         for thread in threads:
             thread.join()
         assert not errors, errors
-        yield lab, nodes_yml
+        assert local.status == "successful", local
+        statuses = _statuses(pg, local)
+        assert len(statuses) == len(TARGETS) * len(FW)
+        yield lab, nodes_yml, (local, statuses)
     finally:
         lab.up(hosts=original)
-
-
-@pytest.fixture(scope="module")
-def baseline(
-    scale_lab: tuple[Lab, Path], pg: str, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[RunRecord, dict[tuple[str, str], str]]:
-    """A local audit of the four targets (the reference both tests compare with)."""
-    lab, _ = scale_lab
-    settings = _settings(tmp_path_factory.mktemp("local"))
-    local = nodes.run(
-        "audit",
-        lab.inventory_path,
-        store=pg,
-        limit=",".join(TARGETS),
-        controls=FW,
-        settings=settings,
-    )
-    assert local.status == "successful", local
-    statuses = _statuses(pg, local)
-    assert len(statuses) == len(TARGETS) * len(FW)
-    return local, statuses
 
 
 def _settings(base: Path) -> Settings:
@@ -163,13 +159,9 @@ def _nothing_left(lab: Lab, host: str) -> None:
 
 
 def test_sliced_audit_matches_local(
-    scale_lab: tuple[Lab, Path],
-    pg: str,
-    baseline: tuple[RunRecord, dict[tuple[str, str], str]],
-    tmp_path: Path,
+    scale_lab: tuple[Lab, Path, Baseline], pg: str, tmp_path: Path
 ) -> None:
-    lab, nodes_yml = scale_lab
-    local, expected = baseline
+    lab, nodes_yml, (local, expected) = scale_lab
     settings = _settings(tmp_path)
     common: dict[str, Any] = {"limit": ",".join(TARGETS), "controls": FW, "settings": settings}
     sliced = nodes.run("audit", lab.inventory_path, store=pg, nodes=nodes_yml, **common)
@@ -196,13 +188,9 @@ def test_sliced_audit_matches_local(
 
 
 def test_node_killed_mid_run_then_retry(
-    scale_lab: tuple[Lab, Path],
-    pg: str,
-    baseline: tuple[RunRecord, dict[tuple[str, str], str]],
-    tmp_path: Path,
+    scale_lab: tuple[Lab, Path, Baseline], pg: str, tmp_path: Path
 ) -> None:
-    lab, nodes_yml = scale_lab
-    expected = baseline[1]
+    lab, nodes_yml, (_, expected) = scale_lab
     settings = _settings(tmp_path)
     state = Path(settings.state_dir or "")
     common: dict[str, Any] = {"limit": ",".join(TARGETS), "controls": FW, "settings": settings}

@@ -714,7 +714,9 @@ def _execute(
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.5)
-    final = _finish(store, started, slices, in_scope, hosts, selected, tags, cancel)
+    final = _finish(
+        store, started, slices, in_scope, hosts, selected, tags, cancel, reporter, shared
+    )
     shutil.rmtree(transmit_dir, ignore_errors=True)
     reporter.finish(final)
     return final
@@ -761,8 +763,11 @@ def _finish(
     selected: list[str] | None,
     tags: str | None,
     cancel: threading.Event,
+    reporter: Reporter,
+    shared: _Shared,
 ) -> RunRecord:
-    """Per slice what `run._finish` does for a local run, then the run's own record."""
+    """Per slice what `run._finish` does for a local run (the rows it writes are reported too,
+    so the progress lines add up to the results stored), then the run's own record."""
     assert run.id is not None
     now = dt.datetime.now(dt.UTC)
     host_records = []
@@ -770,7 +775,7 @@ def _finish(
     for sl in slices:
         collector = sl.collector
         collector.seal()
-        streamer = _SliceStreamer(_Shared(), store, run.id, collector, _Quiet(), 1000)
+        streamer = _SliceStreamer(shared, store, run.id, collector, reporter, 1000)
         streamer.flush()
         scope = {h: list(in_scope[h]) for h in sl.hosts if h in in_scope}
         down = [h for h, s in collector.hosts.items() if not s.reachable and h in scope]
@@ -805,20 +810,6 @@ def _finish(
     return store.finish_run(
         run.id, status, ended_at=now, rc=rc, reason="; ".join(reasons)[:2000], stats=stats
     )
-
-
-class _Quiet:
-    def start(self, run: RunRecord, total: int, hosts: int) -> None:
-        """Nothing."""
-
-    def result(self, result: ResultRecord, done: int) -> None:
-        """Nothing."""
-
-    def unreachable(self, host: str, reason: str) -> None:
-        """Nothing."""
-
-    def finish(self, run: RunRecord) -> None:
-        """Nothing."""
 
 
 # -- retry -----------------------------------------------------------------------------------

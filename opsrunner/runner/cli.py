@@ -132,9 +132,12 @@ def _run(
     schedule_job: str | None,
     emergency: str | None = None,
     allow_disruptive: list[str] | None = None,
+    nodes: str | None = None,
+    retry_failed: str | None = None,
 ) -> None:
+    from opsrunner.runner.nodes import run
     from opsrunner.runner.progress import PlainReporter, for_terminal
-    from opsrunner.runner.run import RunError, run
+    from opsrunner.runner.run import RunError
     from opsrunner.runner.summary import compliance_summary
 
     settings = _settings(
@@ -163,6 +166,9 @@ def _run(
                 tags=tags,
                 extravars=_enforce_vars(mode, opened, emergency),
                 allow_disruptive=_split(allow_disruptive),
+                nodes=nodes,
+                retry_failed=retry_failed,
+                log=lambda line: typer.echo(line, err=True),
             )
         except RunError as exc:
             raise _fail(str(exc)) from exc
@@ -229,6 +235,13 @@ AllowDisruptiveOpt = typer.Option(
     "policy.yml `disruptive` authorises some roles per tier without it.",
 )
 
+NodesOpt = typer.Option(
+    None, "--nodes", help="Slice the hosts across these execution nodes (docs/scale-out.md)."
+)
+RetryFailedOpt = typer.Option(
+    None, "--retry-failed", help="Rerun only the hosts RUN left unknown (its interrupted slices)."
+)
+
 
 def _audit_like(mode: str) -> Any:
     def command(
@@ -249,6 +262,8 @@ def _audit_like(mode: str) -> Any:
         schedule_job: str | None = ScheduleJobOpt,
         emergency: str | None = EmergencyOpt,
         allow_disruptive: list[str] | None = AllowDisruptiveOpt,
+        nodes: str | None = NodesOpt,
+        retry_failed: str | None = RetryFailedOpt,
     ) -> None:
         if emergency is not None and mode != "enforce":
             raise _fail("--emergency goes with enforce only")
@@ -274,6 +289,8 @@ def _audit_like(mode: str) -> Any:
             schedule_job=schedule_job,
             emergency=emergency,
             allow_disruptive=allow_disruptive,
+            nodes=nodes,
+            retry_failed=retry_failed,
         )
 
     command.__doc__ = {

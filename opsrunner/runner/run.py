@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -318,6 +318,7 @@ def run(
     extravars: Mapping[str, Any] | None = None,
     tags: str | None = None,
     allow_disruptive: Iterable[str] | None = None,
+    executor: Callable[..., RunRecord] | None = None,
 ) -> RunRecord:
     """Run the policy's playbooks (audit: check mode; enforce) or an operate job, and record it.
 
@@ -328,6 +329,8 @@ def run(
     `controls`, the other controls in scope `notchecked` ("filtered out by --tags …").
     `allow_disruptive` (enforce only) names roles whose disruptive steps this run may take: they
     get `<role>_disruptive: true` as extra vars, and the run records them.
+    `executor` replaces the local execution (same arguments as `_execute`): the scale-out
+    over execution nodes (`opsrunner.runner.nodes`) uses it.
     """
     from opsrunner.policy import PolicyError, load_policy
 
@@ -419,7 +422,7 @@ def run(
         try:
             # Everything the run leaves (artifacts, results.json, locks) is owner-only.
             with paths.owner_only(), opened.lock(lock_name(policy.root, inventory_path)):
-                return _execute(
+                return (executor or _execute)(
                     opened,
                     record,
                     private=private,

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import functools
 import hashlib
 import json
+import operator
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from opsrunner import __version__, paths
 from opsrunner.runner.summary import run_scores
-from opsrunner.scoring import KINDS, VIEWS, Figure, Item, Scores, ScoreSet, score_set
+from opsrunner.scoring import KINDS, VIEWS, Figure, Item, Scores, ScoreSet
 from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
 
 SCHEMA_VERSION = "1.0"
@@ -130,25 +132,116 @@ class Report:
         """Reproducible JSON: sorted keys, ASCII only (bidi and control characters escaped).
 
         Compact, so that the C encoder writes a fleet's full matrix in seconds (pipe it through
-        `python -m json.tool` to read it).
+        `python -m json.tool` to read it). The results are encoded a slice at a time, so their
+        row dicts never all exist at once.
         """
-        return (
-            json.dumps(self.data, sort_keys=True, ensure_ascii=True, separators=(",", ":")) + "\n"
-        )
+        parts = []
+        for key in sorted(self.data):
+            value = self.data[key]
+            if isinstance(value, ResultRows):
+                body = ",".join(_dumps(chunk)[1:-1] for chunk in value.chunks() if chunk)
+                encoded = f"[{body}]"
+            else:
+                encoded = _dumps(value)
+            parts.append(f"{_dumps(key)}:{encoded}")
+        return "{" + ",".join(parts) + "}\n"
 
     # Convenience views used by the renderers.
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+
+
+class ResultRows(Sequence[dict[str, Any]]):
+    """The document's `results`: one row per scored host x control, made when read.
+
+    A fleet of 10,000 hosts x 200 controls has two million rows; held as dicts they would take
+    gigabytes. The rows are built from the scored items (and the stored results behind them)
+    each time they are read, so a renderer that needs a few (the HTML matrix) pays for a few.
+    `items` and `row` let a renderer choose items before it makes their rows.
+    """
+
+    CHUNK = 20_000
+
+    def __init__(self, items: Sequence[Item], results: Sequence[ResultRecord]) -> None:
+        self.items = items
+        self._results = results
+        self._found: dict[tuple[str, str], ResultRecord] | None = None
+
+    def row(self, item: Item) -> dict[str, Any]:
+        """The row of one item."""
+        if self._found is None:
+            self._found = {(r.host, r.control_id): r for r in self._results}
+        found = self._found.get((item.target, item.control_id))
+        return {
+            "host": item.target,
+            "control": item.control_id,
+            "kind": item.kind,
+            "severity": item.severity,
+            "weight": item.weight,
+            "clause": item.clause,
+            "chapter": item.chapter,
+            "raw": item.raw,
+            "effective": item.effective,
+            "reason": item.reason,
+            "evidence": item.evidence,
+            "evidence_at": _iso(item.evidence_at),
+            "evidence_sha256": found.evidence_sha256 if found else "",
+            "evidence_truncated": found.evidence_truncated if found else False,
+            "task": found.task if found else "",
+            "waiver": item.waiver,
+            "run": item.run_id,
+        }
+
+    def chunks(self) -> Iterator[list[dict[str, Any]]]:
+        """The rows, a slice at a time."""
+        for start in range(0, len(self.items), self.CHUNK):
+            yield [self.row(i) for i in self.items[start : start + self.CHUNK]]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self.row(i) for i in self.items[index]]
+        return self.row(self.items[index])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for chunk in self.chunks():
+            yield from chunk
+
+
 def _counts(items: Iterable[Item], view: str = "effective") -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        status = item.status(view)
-        counts[status] = counts.get(status, 0) + 1
+    field = 8 if view == "raw" else 9
+    return _ordered(collections.Counter(map(operator.itemgetter(field), items)))
+
+
+def _ordered(counts: Mapping[str, int]) -> dict[str, int]:
     return {s: counts[s] for s in STATUS_ORDER if s in counts} | {
         s: n for s, n in sorted(counts.items()) if s not in STATUS_ORDER
     }
+
+
+def _counts_by(items: Sequence[Item], key: int) -> dict[str, dict[str, int]]:
+    """Effective status counts per target (key 0) or control (key 1)."""
+    pairs = collections.Counter(
+        zip(map(operator.itemgetter(key), items), map(operator.itemgetter(9), items), strict=True)
+    )
+    out: dict[str, dict[str, int]] = {}
+    for (name, status), n in pairs.items():
+        out.setdefault(name, {})[status] = n
+    return {name: _ordered(counts) for name, counts in out.items()}
+
+
+def _failing_of(counts: Mapping[str, int]) -> int:
+    return sum(n for status, n in counts.items() if failing(status))
 
 
 def _sort_key_percent(percent: float | None) -> float:
@@ -438,31 +531,24 @@ def assemble(
     as_of = scores.as_of
     grades = _grades(policy)
     items = scores.items
-    by_key = {(r.host, r.control_id): r for r in results}
     controls = {c.id: c for c in policy.controls}
     clause_of = {c.number: c for c in policy.clauses}
     host_rec = {h.host: h for h in hosts}
 
     overall = figures(scores.overall)
     eff_all = scores.overall.get("effective", "all").percent
-
-    # per host
-    items_by_host: dict[str, list[Item]] = {}
-    items_by_control: dict[str, list[Item]] = {}
-    items_by_owner: dict[str, list[Item]] = {}
-    for item in items:
-        items_by_host.setdefault(item.target, []).append(item)
-        items_by_control.setdefault(item.control_id, []).append(item)
-        control = controls.get(item.control_id)
-        owner = control.owner if control is not None else ""
-        items_by_owner.setdefault(owner, []).append(item)
+    counts_of_host = _counts_by(items, 0)
+    counts_of_control = _counts_by(items, 1)
+    manual_only = {i.target for i in items if i.kind == "manual"} - {
+        i.target for i in items if i.kind != "manual"
+    }
 
     # Hosts with results that are no longer in the scored fleet (scoring's `retired`).
     retired = set(getattr(scores, "retired", ()) or ())
     host_rows: list[dict[str, Any]] = []
     for name, table in scores.by_host.items():
         rec = host_rec.get(name)
-        these = items_by_host.get(name, [])
+        counts = counts_of_host.get(name, {})
         eff = table.get("effective", "all").percent
         host_rows.append(
             {
@@ -471,11 +557,11 @@ def assemble(
                 "reachable": rec.reachable if rec else True,
                 "reason": rec.reason if rec else "",
                 "retired": name in retired,
-                "organisation": rec is None and all(i.kind == "manual" for i in these),
+                "organisation": rec is None and name in manual_only,
                 "grade": grade_of(eff, grades),
                 "scores": figures(table),
-                "counts": _counts(these),
-                "failing": sum(1 for i in these if failing(i.effective)),
+                "counts": counts,
+                "failing": _failing_of(counts),
             }
         )
     host_rows.sort(
@@ -487,12 +573,14 @@ def assemble(
     )
 
     # per control
+    weights = policy.settings.severity_weights
     control_rows: list[dict[str, Any]] = []
     for control in policy.controls:
         if control.id not in scores.by_control:
             continue
-        these = items_by_control.get(control.id, [])
+        counts = counts_of_control.get(control.id, {})
         table = scores.by_control[control.id]
+        weight = float(weights.get(control.severity, 1.0)) * float(control.weight)
         control_rows.append(
             {
                 "id": control.id,
@@ -509,9 +597,9 @@ def assemble(
                 "applies_to": list(control.applies_to),
                 "evidence_required": control.evidence_required or "",
                 "scores": figures(table),
-                "counts": _counts(these),
-                "failing": sum(1 for i in these if failing(i.effective)),
-                "failing_weight": round(sum(i.weight for i in these if failing(i.effective)), 2),
+                "counts": counts,
+                "failing": _failing_of(counts),
+                "failing_weight": round(weight * _failing_of(counts), 2),
             }
         )
     worst_controls = [
@@ -535,31 +623,40 @@ def assemble(
         )
     chapter_rows.sort(key=lambda c: _clause_sort(c["number"]))
 
+    owner_of = {cid: [c.owner] for cid, c in controls.items()}
+    owner_controls: dict[str, set[str]] = {}
+    failing_of_owner: dict[str, int] = {}
+    for cid, counts in counts_of_control.items():
+        owner = controls[cid].owner if cid in controls else ""
+        owner_controls.setdefault(owner, set()).add(cid)
+        failing_of_owner[owner] = failing_of_owner.get(owner, 0) + _failing_of(counts)
     owner_rows = [
         {
             "owner": owner,
-            "controls": sorted({i.control_id for i in these}),
-            "scores": figures(score_set(these, scores.model)),
-            "failing": sum(1 for i in these if failing(i.effective)),
+            "controls": sorted(owner_controls.get(owner, ())),
+            "scores": figures(table),
+            "failing": failing_of_owner.get(owner, 0),
         }
-        for owner, these in sorted(items_by_owner.items())
+        for owner, table in scores.by_controls(owner_of).items()
     ]
 
-    groups: dict[str, list[Item]] = {}
-    group_hosts: dict[str, set[str]] = {}
-    for name, these in items_by_host.items():
-        rec = host_rec.get(name)
-        for group in rec.groups if rec else ():
-            groups.setdefault(group, []).extend(these)
-            group_hosts.setdefault(group, set()).add(name)
+    groups_of = {h.host: list(h.groups) for h in hosts if h.host in counts_of_host}
+    group_hosts: dict[str, int] = {}
+    failing_of_group: dict[str, int] = {}
+    for name, groups in groups_of.items():
+        for group in groups:
+            group_hosts[group] = group_hosts.get(group, 0) + 1
+            failing_of_group[group] = failing_of_group.get(group, 0) + _failing_of(
+                counts_of_host[name]
+            )
     group_rows = [
         {
             "group": group,
-            "hosts": len(group_hosts[group]),
-            "scores": figures(score_set(these, scores.model)),
-            "failing": sum(1 for i in these if failing(i.effective)),
+            "hosts": group_hosts[group],
+            "scores": figures(table),
+            "failing": failing_of_group[group],
         }
-        for group, these in sorted(groups.items())
+        for group, table in scores.by_targets(groups_of).items()
     ]
 
     clause_rows = []
@@ -578,42 +675,18 @@ def assemble(
             }
         )
 
-    result_rows = []
-    waived_by: dict[str, int] = {}
-    stale_rows = []
-    for item in items:
-        found = by_key.get((item.target, item.control_id))
-        if item.waiver:
-            waived_by[item.waiver] = waived_by.get(item.waiver, 0) + 1
-        row = {
+    waived_by = collections.Counter(i.waiver for i in items if i.waiver)
+    stale_rows = [
+        {
             "host": item.target,
             "control": item.control_id,
-            "kind": item.kind,
-            "severity": item.severity,
-            "weight": item.weight,
-            "clause": item.clause,
-            "chapter": item.chapter,
-            "raw": item.raw,
-            "effective": item.effective,
-            "reason": item.reason,
-            "evidence": item.evidence,
             "evidence_at": _iso(item.evidence_at),
-            "evidence_sha256": found.evidence_sha256 if found else "",
-            "evidence_truncated": found.evidence_truncated if found else False,
-            "task": found.task if found else "",
-            "waiver": item.waiver,
-            "run": item.run_id,
+            "reason": item.reason,
         }
-        result_rows.append(row)
-        if item.raw == "stale":
-            stale_rows.append(
-                {
-                    "host": item.target,
-                    "control": item.control_id,
-                    "evidence_at": _iso(item.evidence_at),
-                    "reason": item.reason,
-                }
-            )
+        for item in items
+        if item.raw == "stale"
+    ]
+    result_rows = ResultRows(items, results)
 
     regulation = getattr(policy, "regulation", None)
     data: dict[str, Any] = {

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+import heapq
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jinja2
 
-from opsrunner.reports.document import STATUS_ORDER, Report, failing
+from opsrunner.reports.document import STATUS_ORDER, Report, ResultRows, failing
 from opsrunner.reports.i18n import labels
 from opsrunner.reports.safe import one_line, visible
 
@@ -141,9 +142,8 @@ def _matrix(report: Report) -> dict[str, Any]:
     names = [h["host"] for h in shown]
     wanted = set(names)
     cells: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in report["results"]:
-        if row["host"] in wanted:
-            cells[(row["control"], row["host"])] = row
+    for row in _rows(report, lambda host, _control: host in wanted):
+        cells[(row["control"], row["host"])] = row
     controls = [c for c in report["controls"] if c["kind"] == "automated"]
     order = {cid: n for n, cid in enumerate(report["worst_controls"])}
     controls.sort(key=lambda c: (order.get(c["id"], len(order)), c["id"]))
@@ -173,11 +173,38 @@ def _num(text: str) -> tuple[int, ...]:
     return tuple(int(p) if p.isdigit() else 0 for p in text.split("."))
 
 
+def _rows(report: Report, wanted: Callable[[str, str], bool]) -> Iterator[dict[str, Any]]:
+    """The result rows of the (host, control) pairs wanted, without making the others."""
+    results = report["results"]
+    if isinstance(results, ResultRows):
+        for item in results.items:
+            if wanted(item.target, item.control_id):
+                yield results.row(item)
+    else:
+        yield from (r for r in results if wanted(r["host"], r["control"]))
+
+
 def _trail(report: Report) -> list[dict[str, Any]]:
-    by_control: dict[str, list[dict[str, Any]]] = {}
-    for row in report["results"]:
-        by_control.setdefault(row["control"], []).append(row)
+    # Per control, its worst TRAIL_SAMPLES results and how many more: ranked on the items
+    # (cheap tuples), so only the samples become rows.
     rank = {s: n for n, s in enumerate(STATUS_ORDER)}
+    results = report["results"]
+    by_control: dict[str, list[dict[str, Any]]] = {}
+    counted: dict[str, int] = {}
+    if isinstance(results, ResultRows):
+        ranked: dict[str, list[Any]] = {}
+        for item in results.items:
+            ranked.setdefault(item.control_id, []).append(item)
+        for cid, these in ranked.items():
+            counted[cid] = len(these)
+            best = heapq.nsmallest(
+                TRAIL_SAMPLES, these, key=lambda i: (rank.get(i.effective, 99), i.target)
+            )
+            by_control[cid] = [results.row(i) for i in best]
+    else:
+        for row in results:
+            by_control.setdefault(row["control"], []).append(row)
+        counted = {cid: len(rows) for cid, rows in by_control.items()}
     controls = {c["id"]: c for c in report["controls"]}
     out = []
     for clause in report["clauses"]:
@@ -194,7 +221,7 @@ def _trail(report: Report) -> list[dict[str, Any]]:
                 {
                     "control": control,
                     "samples": rows[:TRAIL_SAMPLES],
-                    "more": max(len(rows) - TRAIL_SAMPLES, 0),
+                    "more": max(counted.get(cid, 0) - TRAIL_SAMPLES, 0),
                 }
             )
         if entries or clause["not_applicable"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -409,7 +410,7 @@ def runs_show(
             "results": [
                 {
                     k: (v.isoformat() if isinstance(v, dt.datetime) else v)
-                    for k, v in r.__dict__.items()
+                    for k, v in ((f.name, getattr(r, f.name)) for f in dataclasses.fields(r))
                 }
                 for r in results
             ],

@@ -266,7 +266,7 @@ class _Steps:
         return record
 
     def summary(self, record: Any, *, as_json: bool = False) -> str:
-        from opsrunner.runner import compliance_summary
+        from opsrunner.reports import compliance_summary
 
         return str(compliance_summary(self.store, record.ident, self.policy, as_json=as_json))
 

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from opsrunner import __version__, paths
-from opsrunner.runner.summary import run_scores
-from opsrunner.scoring import KINDS, VIEWS, Figure, Item, Scores, ScoreSet
+from opsrunner.scoring import KINDS, VIEWS, Figure, Item, Scores, ScoreSet, run_scores
 from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
 
 SCHEMA_VERSION = "1.0"
@@ -446,10 +445,9 @@ def build(
 @functools.cache
 def _scoring_code() -> str:
     # A change of scoring's code (its semantics) must not reuse points computed by the old one.
-    from opsrunner.runner import summary
-    from opsrunner.scoring import engine
+    from opsrunner.scoring import engine, runs
 
-    blob = b"".join(Path(m.__file__ or "").read_bytes() for m in (engine, summary))
+    blob = b"".join(Path(m.__file__ or "").read_bytes() for m in (engine, runs))
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -136,10 +136,10 @@ def _run(
     nodes: str | None = None,
     retry_failed: str | None = None,
 ) -> None:
+    from opsrunner.reports import compliance_summary
     from opsrunner.runner.nodes import run
     from opsrunner.runner.progress import PlainReporter, for_terminal
     from opsrunner.runner.run import RunError
-    from opsrunner.runner.summary import compliance_summary
 
     settings = _settings(
         config_file,
@@ -549,9 +549,14 @@ def score(
     state_dir: str | None = StateOpt,
 ) -> None:
     """Compliance scores: per host, chapter, clause and control; raw and effective; CI gates."""
-    from opsrunner.runner.summary import partial, render_summary, run_scores, summary_json
+    from opsrunner.reports.summary import (
+        render_explain,
+        render_stale_by,
+        render_summary,
+        summary_json,
+    )
     from opsrunner.scoring import explain as explain_scores
-    from opsrunner.scoring import gate, going_stale
+    from opsrunner.scoring import gate, going_stale, partial, run_scores
     from opsrunner.scoring import score as compute
     from opsrunner.store import RunRecord
 
@@ -615,20 +620,7 @@ def score(
             label, figures, items = explain_scores(scores, explain)
         except KeyError as exc:
             raise _fail(str(exc.args[0])) from exc
-        typer.echo(f"{label} {explain} ({scores.model} model, as of {scores.as_of.isoformat()})")
-        for (v, k), fig in sorted(figures.figures.items()):
-            typer.echo(
-                f"  {v:<9} {k:<9} {fig!s:>7}  counted {fig.counted}, passed {fig.passed}: "
-                f"{fig.formula}"
-            )
-        for i in sorted(items, key=lambda i: (i.target, i.control_id)):
-            waived = f" waiver {i.waiver}" if i.waiver else ""
-            at_text = i.evidence_at.isoformat() if i.evidence_at else "never"
-            typer.echo(
-                f"  {i.target:<16} {i.control_id:<9} w={i.weight:g} "
-                f"raw={i.raw:<8} eff={i.effective:<8}"
-                f"{waived} evidence {at_text} run {i.run_id or '-'}: {i.reason or i.evidence[:80]}"
-            )
+        typer.echo(render_explain(explain, label, scores, figures, items))
     elif as_json:
         data = summary_json(run, scores, scope)
         if at:
@@ -640,15 +632,7 @@ def score(
     else:
         typer.echo(render_summary(run, scores, hosts, scope=scope))
         if moment > now:
-            typer.echo(
-                f"{len(stale_by)} current result(s) will be stale by "
-                f"{moment.isoformat(timespec='minutes')} unless checked again:"
-            )
-            for i in stale_by:
-                typer.echo(
-                    f"  {i.target:<16} {i.control_id:<9} last evidence "
-                    f"{i.evidence_at.isoformat(timespec='minutes') if i.evidence_at else 'never'}"
-                )
+            typer.echo(render_stale_by(stale_by, moment.isoformat(timespec="minutes")))
     problems = gate(scores, fail_under=fail_under, max_failed=limits, view=view, kind=kind)
     for problem in problems:
         typer.echo(f"gate: {problem}", err=True)

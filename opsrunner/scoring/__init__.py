@@ -23,6 +23,7 @@ from opsrunner.scoring.engine import (
     score,
     score_set,
 )
+from opsrunner.scoring.runs import partial, run_scores
 
 __all__ = [
     "KINDS",
@@ -42,7 +43,9 @@ __all__ = [
     "figure",
     "gate",
     "going_stale",
+    "partial",
     "retired_hosts",
+    "run_scores",
     "score",
     "score_set",
 ]

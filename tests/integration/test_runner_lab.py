@@ -17,9 +17,11 @@ import pytest
 from opsrunner.config import Settings
 from opsrunner.lab.core import Lab
 from opsrunner.policy import load_policy
+from opsrunner.reports import compliance_summary
 from opsrunner.reports.publish import publish
-from opsrunner.runner import compliance_summary, run, run_scores
+from opsrunner.runner import run
 from opsrunner.runner.progress import PlainReporter
+from opsrunner.scoring import run_scores
 from opsrunner.store import RunRecord, Store
 from tests.lab_helpers import reset_hosts, snapshots
 from tests.unit.store.test_store_modes import loose_paths

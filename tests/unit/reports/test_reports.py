@@ -393,7 +393,7 @@ def test_run_record_shows_disruptive_roles(store: Store, policy: Policy) -> None
     import dataclasses
 
     from opsrunner.reports import assemble
-    from opsrunner.runner.summary import run_scores
+    from opsrunner.scoring import run_scores
 
     run = store.get_run("20261103")
     assert run.id is not None

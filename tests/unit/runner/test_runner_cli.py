@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from opsrunner.cli import app
 from opsrunner.policy import load_policy
-from opsrunner.runner import run_scores
+from opsrunner.scoring import run_scores
 from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
 
 ROOT = Path(__file__).resolve().parents[3]

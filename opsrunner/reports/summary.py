@@ -1,8 +1,8 @@
-"""The compliance summary of a run: scores per host and chapter, rendered as of the run's end."""
+"""The compliance summary of a run for a terminal or a script: scores overall, per host and
+per chapter, what fails; and the `score --explain` and `score --at` listings."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -11,41 +11,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from opsrunner.scoring import Scores, ScoreSet, score
+from opsrunner.scoring import Item, Scores, ScoreSet
 from opsrunner.scoring.engine import PolicyLike
-from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
-
-
-def run_scores(
-    policy: PolicyLike,
-    run: RunRecord,
-    results: Sequence[ResultRecord],
-    hosts: Sequence[HostRecord],
-    *,
-    model: str | None = None,
-) -> Scores:
-    """Score one run's results as of its end (a re-render gives the same figures)."""
-    as_of = run.ended_at or run.started_at
-    groups = {h.host: list(h.groups) for h in hosts}
-    # A run that broke before it recorded its hosts still answers for the hosts it reported on.
-    for result in results:
-        groups.setdefault(result.host, [])
-    # A run answers for the controls it covered (its results, unknown and notchecked included)
-    # plus the manual ones, met by attestations as of its end; operate jobs only for their own.
-    covered = set(run.controls) | {r.control_id for r in results}
-    if run.mode != "operate":
-        covered |= {c.id for c in policy.controls if c.kind == "manual"}
-    return score(
-        policy, results, groups, as_of, model=model, controls=sorted(covered), keep_filtered=True
-    )
-
-
-def partial(run: RunRecord, policy: PolicyLike) -> str:
-    """ "partial run: N of M controls" when --controls or --tags narrowed a run, else ""."""
-    if run.mode == "operate" or not run.controls:
-        return ""
-    total = sum(1 for c in policy.controls if c.kind == "automated")
-    return f"partial run: {len(run.controls)} of {total} automated controls"
+from opsrunner.scoring.runs import partial, run_scores
+from opsrunner.store import HostRecord, RunRecord, Store
 
 
 def _cell(figures: ScoreSet, view: str, kind: str) -> str:
@@ -210,6 +179,31 @@ def compliance_summary(
     return render_summary(run, scores, hosts, scope=scope)
 
 
-def as_of(run: RunRecord) -> dt.datetime:
-    """The time a run's report is rendered at."""
-    return run.ended_at or run.started_at
+def render_explain(
+    key: str, label: str, scores: Scores, table: ScoreSet, items: Sequence[Item]
+) -> str:
+    """`score --explain`: the figures of a control, clause, chapter or host with their formulas,
+    then every item behind them with its evidence."""
+    lines = [f"{label} {key} ({scores.model} model, as of {scores.as_of.isoformat()})"]
+    for (v, k), fig in sorted(table.figures.items()):
+        lines.append(
+            f"  {v:<9} {k:<9} {fig!s:>7}  counted {fig.counted}, passed {fig.passed}: {fig.formula}"
+        )
+    for i in sorted(items, key=lambda i: (i.target, i.control_id)):
+        waived = f" waiver {i.waiver}" if i.waiver else ""
+        at_text = i.evidence_at.isoformat() if i.evidence_at else "never"
+        lines.append(
+            f"  {i.target:<16} {i.control_id:<9} w={i.weight:g} "
+            f"raw={i.raw:<8} eff={i.effective:<8}"
+            f"{waived} evidence {at_text} run {i.run_id or '-'}: {i.reason or i.evidence[:80]}"
+        )
+    return "\n".join(lines)
+
+
+def render_stale_by(items: Sequence[Item], moment: str) -> str:
+    """`score --at`: the current results that will be stale by then."""
+    lines = [f"{len(items)} current result(s) will be stale by {moment} unless checked again:"]
+    for i in items:
+        last = i.evidence_at.isoformat(timespec="minutes") if i.evidence_at else "never"
+        lines.append(f"  {i.target:<16} {i.control_id:<9} last evidence {last}")
+    return "\n".join(lines)

@@ -29,6 +29,7 @@ from opsrunner import config, paths
 from opsrunner.runner import scope as scoping
 from opsrunner.runner.events import CONTROL_ID, Collector, read_artifact_events
 from opsrunner.runner.progress import NullReporter, Reporter
+from opsrunner.runner.reap import reap
 from opsrunner.store import LockBusy, ResultRecord, RunRecord, Store
 
 MODES = ("audit", "enforce", "operate")
@@ -537,12 +538,15 @@ def _execute(
     except BaseException as exc:
         # Whatever broke the runner itself, the run is recorded as interrupted, never compliant.
         error = f"{type(exc).__name__}: {exc}"
+        reap(record.ident)
         final = _finish(
             streamer, in_scope, hosts, "interrupted", rc, error, started, selected, tags
         )
         reporter.finish(final)
         raise
     status = _final_status(runner_status, collector.has_stats)
+    if status in ("timeout", "canceled", "interrupted"):
+        reap(record.ident)  # workers and ssh clients still waiting on a hung host
     reason = {
         "timeout": f"run exceeded {settings.run_timeout}s",
         "canceled": "canceled (Ctrl-C, SIGTERM or cancel request)",

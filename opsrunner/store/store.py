@@ -209,8 +209,11 @@ class Store:
         try:
             with self.engine.connect() as connection:
                 rows = [str(r[0]) for r in connection.exec_driver_sql("PRAGMA quick_check(5)")]
-        except Exception as exc:  # "file is not a database", a malformed header, I/O errors
+        except Exception as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
+            name = str(getattr(cause, "sqlite_errorname", ""))
+            if not name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+                return ""  # not damage (a full disk, no permission): opening says what it is
             return f"sqlite: {str(cause).splitlines()[0][:300]}"
         if rows == ["ok"]:
             return ""

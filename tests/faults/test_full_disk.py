@@ -9,6 +9,7 @@ committed before kept, and no half-written report.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import sqlite3
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from opsrunner.store import Store
+from opsrunner.store import ResultRecord, RunRecord, Store
 from tests.integration.test_runner_local import project  # noqa: F401 - the shared fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
@@ -150,8 +151,13 @@ def test_a_report_on_a_full_disk_is_never_half_written(
     fault_record: Callable[..., None],
 ) -> None:
     state = Path(project["settings"].state_dir)
-    done = _audit(project, state)
-    assert done.returncode in (0, 1), done
+    store: Store = project["store"]
+    now = dt.datetime.now(dt.UTC)
+    run = store.begin_run(
+        RunRecord(ident="r-report", mode="audit", status="running", started_at=now)
+    )
+    store.add_results(run.id or 0, [ResultRecord("h1", "RTX-001", "fail", now, reason="x" * 500)])
+    store.finish_run(run.id or 0, "failed", ended_at=now)
     with _tmpfs(tmp_path / "reports", "1m") as out:
         old = out / "report.html"
         old.write_text("the previous report\n")

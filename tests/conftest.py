@@ -10,6 +10,9 @@ import pytest
 from opsrunner.lab.core import Lab
 from tests.lab_helpers import leftovers, network_problems
 
+#: The fault matrix: `fault_record` and the `faults` summary line (issue 15).
+pytest_plugins = ["tests.fault_matrix"]
+
 #: One lab per pytest run; the name carries the pid so parallel runs do not collide.
 LAB_NAME = os.environ.get("OPSRUNNER_TEST_LAB", f"t{os.getpid() % 10_000_000}")
 NOT_ROOT = "lab tests need root (systemd-nspawn, network namespaces, overlay mounts)"

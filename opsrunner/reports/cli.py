@@ -61,8 +61,12 @@ def _write(text: str, output: str | None) -> None:
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:  # a full disk: the old report stays whole, no partial file left
+        tmp.unlink(missing_ok=True)
+        raise _fail(f"{path}: the report was not written: {exc.strerror or exc}") from exc
     typer.echo(str(path), err=True)
 
 

@@ -29,6 +29,7 @@ from opsrunner import config, paths
 from opsrunner.runner import scope as scoping
 from opsrunner.runner.events import CONTROL_ID, Collector, read_artifact_events
 from opsrunner.runner.progress import NullReporter, Reporter
+from opsrunner.runner.reap import reap
 from opsrunner.store import LockBusy, ResultRecord, RunRecord, Store
 
 MODES = ("audit", "enforce", "operate")
@@ -37,6 +38,11 @@ RUN_META = "opsrunner-run.json"
 
 class RunError(RuntimeError):
     """A run could not be started (bad input); nothing was recorded."""
+
+
+class RunAborted(RunError):
+    """A started run stopped on an error of this machine (a full disk, a store that fails):
+    what was committed stays, `runs import` finishes the record once the cause is fixed."""
 
 
 def _now() -> dt.datetime:
@@ -541,12 +547,25 @@ def _execute(
     except BaseException as exc:
         # Whatever broke the runner itself, the run is recorded as interrupted, never compliant.
         error = f"{type(exc).__name__}: {exc}"
-        final = _finish(
-            streamer, in_scope, hosts, "interrupted", rc, error, started, selected, tags
-        )
-        reporter.finish(final)
+        reap(record.ident)
+        try:
+            final = _finish(
+                streamer, in_scope, hosts, "interrupted", rc, error, started, selected, tags
+            )
+            reporter.finish(final)
+        except Exception as again:
+            if not _machine_error(exc):
+                raise exc from again
+            exc = again if _machine_error(again) else exc
+        if _machine_error(exc):
+            raise RunAborted(
+                f"run {record.ident} stopped: {_first_line(exc)}. Results committed before "
+                f"are kept; once fixed, `opsrunner runs import {private}` completes the record"
+            ) from exc
         raise
     status = _final_status(runner_status, collector.has_stats)
+    if status in ("timeout", "canceled", "interrupted"):
+        reap(record.ident)  # workers and ssh clients still waiting on a hung host
     reason = {
         "timeout": f"run exceeded {settings.run_timeout}s",
         "canceled": "canceled (Ctrl-C, SIGTERM or cancel request)",
@@ -555,6 +574,20 @@ def _execute(
     final = _finish(streamer, in_scope, hosts, status, rc, reason, started, selected, tags)
     reporter.finish(final)
     return final
+
+
+def _machine_error(exc: BaseException) -> bool:
+    """A fault of this machine rather than of the run (a full disk, a failing store)."""
+    from sqlalchemy.exc import OperationalError
+
+    from opsrunner.store import StoreError
+
+    return isinstance(exc, OSError | OperationalError | StoreError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
 def _finish(

@@ -42,15 +42,21 @@ class Job:
         zone = ZoneInfo(self.timezone)
         local = moment.astimezone(zone)
         if croniter.match(self.cron, local.replace(second=0, microsecond=0)):
-            return local.replace(second=0, microsecond=0).astimezone(dt.UTC)
+            return _first_occurrence(local.replace(second=0, microsecond=0))
         fire: dt.datetime = croniter(self.cron, local).get_prev(dt.datetime)
-        return fire.astimezone(dt.UTC)
+        return _first_occurrence(fire.astimezone(zone))
 
     def owns(self, run: RunRecord) -> bool:
         """Whether a recorded run was this job's."""
         if self.mode == "operate":
             return run.mode == "operate" and run.job in (self.operate_job, self.name)
         return run.mode == self.mode and run.job == self.name
+
+
+def _first_occurrence(local: dt.datetime) -> dt.datetime:
+    """A local fire time in UTC; a wall time the clock shows twice (DST ends) is one fire time,
+    its first occurrence, so the job runs once that night, not twice."""
+    return local.replace(fold=0).astimezone(dt.UTC)
 
 
 def _frequency_key(control: Any) -> tuple[str, str]:

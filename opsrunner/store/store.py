@@ -185,14 +185,22 @@ class Store:
         else:
             raise StoreError(f"--store {url}: only sqlite and postgresql stores are supported")
         store = cls(engine, state)
+        shown = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() == "sqlite":
+            problem = store.integrity_problem()
+            if problem:
+                engine.dispose()
+                raise StoreError(
+                    f"store {shown} is corrupted ({problem}); opsrunner refuses to write to it. "
+                    "Keep the file for analysis and restore the store from a backup "
+                    "(or export what is readable with sqlite3 .recover)"
+                )
         try:
             store.migrate()
             store._open_ledger()
         except Exception as exc:
             engine.dispose()
-            raise StoreError(
-                f"cannot open store {parsed.render_as_string(hide_password=True)}: {exc}"
-            ) from exc
+            raise StoreError(f"cannot open store {shown}: {exc}") from exc
         return store
 
     def _open_ledger(self) -> None:
@@ -236,6 +244,30 @@ class Store:
         """Check the ledger's chain and every finished run's stored results against it."""
         with self.session() as session:
             return ledger.verify(session)
+
+    def integrity_problem(self) -> str:
+        """SQLite's `PRAGMA quick_check` on open: "" when sound, else its first finding.
+
+        A torn or overwritten page is found here, before any write could spread it; the run
+        then refuses to start rather than record results into a damaged store.
+        """
+        import sqlite3
+
+        try:
+            with self.engine.connect() as connection:
+                rows = [str(r[0]) for r in connection.exec_driver_sql("PRAGMA quick_check(5)")]
+        except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, sqlite3.Error) else exc
+            name = str(getattr(cause, "sqlite_errorname", ""))
+            if not name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+                return ""  # not damage (a full disk, no permission): opening says what it is
+            return f"sqlite: {str(cause).splitlines()[0][:300]}"
+        if rows == ["ok"]:
+            return ""
+        lines = [ln for r in rows for ln in r.splitlines() if ln and not ln.startswith("***")]
+        first = lines[0][:300] if lines else "no answer"
+        more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+        return f"sqlite quick_check: {first}{more}"
 
     def migrate(self) -> None:
         """Bring the schema to the newest alembic revision."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
@@ -118,19 +120,25 @@ class ActionModule(ActionBase):
             reason = (
                 "the host differs from the desired state" if "drift" in args else "check failed"
             )
+        report = {
+            "id": control_id,
+            "status": status,
+            "evidence": evidence[:_EVIDENCE_MAX],
+            "evidence_truncated": len(evidence) > _EVIDENCE_MAX,
+            "data": data,
+            "reason": reason,
+            "remediated": remediated,
+            "mode": "audit" if check_mode else "enforce",
+        }
+        if len(evidence) > _EVIDENCE_MAX:
+            # Only the head travels on; the hash and size of the whole stay with the result.
+            whole = evidence.encode("utf-8", "surrogatepass")
+            report["evidence_full_sha256"] = hashlib.sha256(whole).hexdigest()
+            report["evidence_full_bytes"] = len(whole)
         result.update(
             changed=False,
             failed=False,
-            opsrunner_control={
-                "id": control_id,
-                "status": status,
-                "evidence": evidence[:_EVIDENCE_MAX],
-                "evidence_truncated": len(evidence) > _EVIDENCE_MAX,
-                "data": data,
-                "reason": reason,
-                "remediated": remediated,
-                "mode": "audit" if check_mode else "enforce",
-            },
+            opsrunner_control=report,
             msg=f"{control_id}: {status}" + (f" ({reason})" if reason else ""),
         )
         return result

@@ -59,8 +59,11 @@ def _assert_no_secret(password: str, *runs: Results) -> None:
 
 @pytest.mark.lab
 @pytest.mark.slow
+@pytest.mark.faults(16)
 @pytest.mark.timeout(1800)  # a dozen playbook runs; on a shared, loaded VM they can take long
-def test_backup_role_operate_drill_and_mutations(lab: Lab, tmp_path: Path) -> None:
+def test_backup_role_operate_drill_and_mutations(
+    lab: Lab, tmp_path: Path, fault_record: Any
+) -> None:
     secret = "bak-" + secrets.token_urlsafe(18)
     password = str(tmp_path / "restic-password")
     Path(password).write_text(secret)
@@ -178,10 +181,22 @@ def test_backup_role_operate_drill_and_mutations(lab: Lab, tmp_path: Path) -> No
         assert "check --read-data" in h1["reason"] and "failed" in h1["reason"], h1
         assert f"snapshot {recorded[:8]}" in h2["reason"], h2
         assert "missing from the repository" in h2["reason"], h2
+        fault_record(
+            row=16,
+            injected=2,
+            survived=2,
+            figure="corrupted pack (host1), forgotten snapshot (host2): restore test BAK-007 "
+            "fails with its reason on both",
+        )
 
         # The secret never reached any output or recorded result, nor the hosts' journals.
         _assert_no_secret(secret, *runs)
         for h in ("host1", "host2", "host3"):
             assert secret not in lab.ssh(h, "journalctl --no-pager -o cat 2>/dev/null").stdout
+        fault_record(
+            row=12,
+            figure=f"backup password canary: 0 hits in {len(runs)} runs' output and results "
+            "and 3 hosts' journals",
+        )
     finally:
         reset_hosts(lab, "host1", "host2", "host3")

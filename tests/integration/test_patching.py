@@ -201,7 +201,10 @@ def test_patching_mutations_fail_exactly_their_control(lab: Lab, tmp_path: Path)
         reset_hosts(lab)
 
 
-def test_patching_rollout_halts_after_failed_canary(lab: Lab, tmp_path: Path) -> None:
+@pytest.mark.faults(14, 15)
+def test_patching_rollout_halts_after_failed_canary(
+    lab: Lab, tmp_path: Path, fault_record: Any
+) -> None:
     """The canary (web) breaks after its upgrade: the rollout halts, every host's state recorded."""
     reset_hosts(lab)
     install_demo_1_0(lab, *HOSTS)
@@ -253,6 +256,13 @@ def test_patching_rollout_halts_after_failed_canary(lab: Lab, tmp_path: Path) ->
         assert (
             not halted["hosts"]["host3"]["reachable"]
             or "PAT-001" not in halted["hosts"]["host3"]["controls"]
+        )
+        fault_record(
+            row=14,
+            injected=2,
+            survived=2,
+            figure="canary health check fails after upgrade, host3 unreachable: later batch "
+            "not started (host1 1.0, not-patched), per-host state stored for 3 of 3 hosts",
         )
 
         # Second rollout: host3 back, only the critical tier has a window; host1 needs a
@@ -322,5 +332,12 @@ def test_patching_rollout_halts_after_failed_canary(lab: Lab, tmp_path: Path) ->
         assert "reboot failed" in record["hosts"]["host2"]["reason"]
         assert controls(third, "host2")["PAT-004"] == "fail"
         assert version(lab, "host3", "opsdemo-web") == "1.0"
+        fault_record(
+            row=15,
+            injected=1,
+            survived=1,
+            figure="canary reboot never returns (timeout 1 s): host2 reboot-failed, "
+            "host1/host3 not-patched, rollout halted",
+        )
     finally:
         reset_hosts(lab)

@@ -504,6 +504,7 @@ def test_operate_job_is_recorded_like_any_run(project: dict[str, Any]) -> None:
         run("operate", project["inventory"], job="nope", store=store, settings=project["settings"])
 
 
+@pytest.mark.faults(8)
 def test_daemon_runs_a_due_job_and_skips_an_overlapping_one(project: dict[str, Any]) -> None:
     from opsrunner.schedule import Daemon, Job
 

@@ -193,6 +193,7 @@ def test_the_contract_fixture_passes_the_cross_check() -> None:
     assert crosscheck_problems(load_policy(FIXTURES / "valid" / "contract"), ROLES) == []
 
 
+@pytest.mark.faults(10)
 @pytest.mark.parametrize("name", sorted(LOAD_CASES))
 def test_invalid_fixture_is_refused_at_file_line_field(name: str) -> None:
     base = FIXTURES / "invalid" / name
@@ -219,6 +220,7 @@ def test_invalid_fixture_fails_the_checks(name: str) -> None:
     _assert_exactly(problems, base, CHECK_CASES[name])
 
 
+@pytest.mark.faults(10)
 def test_python_tags_never_run(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     with pytest.raises(YamlProblem):
@@ -228,6 +230,7 @@ def test_python_tags_never_run(tmp_path: Path) -> None:
         parse_text("x: !!python/name:os.system\n")
 
 
+@pytest.mark.faults(10)
 def test_a_50_mb_file_is_refused_before_parsing(tmp_path: Path) -> None:
     copy = tmp_path / "policy"
     shutil.copytree(FIXTURES / "valid" / "minimal", copy)
@@ -242,6 +245,7 @@ def test_a_50_mb_file_is_refused_before_parsing(tmp_path: Path) -> None:
     assert "more than the" in problem.message and "bytes a policy file may have" in problem.message
 
 
+@pytest.mark.faults(10)
 def test_many_aliases_are_refused() -> None:
     text = "a: &a x\nb: [" + ", ".join(["*a"] * 150) + "]\n"
     with pytest.raises(YamlProblem, match="more than 100 YAML aliases") as info:

@@ -234,15 +234,27 @@ class _Tags(HTMLParser):
         self.tags.append((tag, dict(attrs)))
 
 
+@pytest.mark.faults(11)
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_html_is_self_contained_and_escapes_hostile_input(
-    report: Report, level: str, lang: str
+    report: Report, level: str, lang: str, fault_record: Any
 ) -> None:
     page = render(report, "html", level=level, lang=lang)
     parser = _Tags()
     parser.feed(page)
     tags = [t for t, _ in parser.tags]
+    # Hostile host names, evidence and titles that became live markup (the fault matrix's XSS).
+    live = sum(t in ("img", "iframe", "link") for t in tags)
+    live += max(0, tags.count("script") - (1 if level == "auditor" else 0))
+    live += sum(1 for _t, a in parser.tags for n in a if n.startswith("on"))
+    fault_record(
+        row=11,
+        injected=1,
+        survived=int(live == 0),
+        xss=live,
+        figure=f"HTML {level}/{lang}: {live} live elements from hostile input",
+    )
     assert "img" not in tags and "iframe" not in tags and "link" not in tags
     assert tags.count("script") == (1 if level == "auditor" else 0)
     for _tag, attrs in parser.tags:
@@ -273,6 +285,7 @@ def test_levels_hold_what_they_promise(report: Report) -> None:
     assert len(executive) < len(manager) < len(auditor)
 
 
+@pytest.mark.faults(11)
 def test_markdown_and_text_formats_neutralise_hostile_input(rendered: dict[str, str]) -> None:
     md = rendered["md"]
     assert "<img" not in md and "<script" not in md and "</script" not in md
@@ -281,6 +294,7 @@ def test_markdown_and_text_formats_neutralise_hostile_input(rendered: dict[str, 
         assert BIDI not in rendered[fmt], fmt
 
 
+@pytest.mark.faults(11)
 def test_csv_neutralises_formulas(rendered: dict[str, str]) -> None:
     rows = list(csv.reader(io.StringIO(rendered["csv"])))
     evil = [r for r in rows if r[0].startswith(EVIL_HOST[:4])]

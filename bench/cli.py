@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -35,8 +36,11 @@ def _ints(text: str) -> list[int]:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The bench's options (sizes default to the issue's; --tiny shrinks every one)."""
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--arms", default=",".join(ALL), help="comma-separated arms (default all)")
     p.add_argument("--pairs", type=int, default=None, help="rounds per arm (default 5; tiny 1)")
     p.add_argument("--tiny", action="store_true", help="tiny sizes: checks the bench works")
@@ -44,16 +48,27 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lab-name", default=f"bench{os.getpid() % 10000}")
     p.add_argument("--hosts", type=int, default=None, help="lab hosts for arms 1, 4, 5 (10)")
     p.add_argument("--growth", default=None, help="host counts for arm 6 (1,5,10,20)")
-    p.add_argument("--playbook", choices=("site", "module"), default=None,
-                   help="arms 4-6: the full site audit (default) or the bench's module playbook")
+    p.add_argument(
+        "--playbook",
+        choices=("site", "module"),
+        default=None,
+        help="arms 4-6: the full site audit (default) or the bench's module playbook",
+    )
     p.add_argument("--ingest-sizes", default=None, help="arm 2 event counts (1e5,1e6)")
     p.add_argument("--fleet", default=None, help="arm 3 HOSTSxCONTROLS (10000x200)")
     p.add_argument("--no-pg", action="store_true", help="arm 2 without PostgreSQL")
-    p.add_argument("--mitogen", default=os.environ.get("OPSRUNNER_MITOGEN", ""),
-                   help="arm 4's optional Mitogen arm: the directory holding ansible_mitogen, "
-                   "or 1 if importable (default: off)")
-    p.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json",
-                   help="where the table goes as JSON (default bench/results.json)")
+    p.add_argument(
+        "--mitogen",
+        default=os.environ.get("OPSRUNNER_MITOGEN", ""),
+        help="arm 4's optional Mitogen arm: the directory holding ansible_mitogen, "
+        "or 1 if importable (default: off)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=ROOT / "bench" / "results.json",
+        help="where the table goes as JSON (default bench/results.json)",
+    )
     args = p.parse_args(argv)
     tiny = args.tiny
     args.pairs = args.pairs or (1 if tiny else 5)
@@ -61,8 +76,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args.growth = _ints(args.growth) if args.growth else ([1, 2] if tiny else [1, 5, 10, 20])
     args.playbook = args.playbook or ("module" if tiny else "site")
     args.ingest_sizes = (
-        _ints(args.ingest_sizes) if args.ingest_sizes else ([2000, 4000] if tiny else
-                                                            [100_000, 1_000_000])
+        _ints(args.ingest_sizes)
+        if args.ingest_sizes
+        else ([2000, 4000] if tiny else [100_000, 1_000_000])
     )
     fleet = args.fleet or ("50x20" if tiny else "10000x200")
     h, c = fleet.lower().split("x")
@@ -88,9 +104,15 @@ def render(rows: list[Row], title: str) -> None:
     Console(width=int(os.environ.get("COLUMNS", "160"))).print(table)
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen arms, print the table, write the JSON; exit 0 when every arm ran."""
     args = parse(argv)
+    # SIGTERM unwinds like Ctrl-C, so a lab or PostgreSQL the bench started is stopped.
+    signal.signal(signal.SIGTERM, _interrupted)
 
     def log(text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
@@ -102,10 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     lab_size = max([args.hosts, *args.growth]) if "6" in args.arms else args.hosts
     with tempfile.TemporaryDirectory(prefix="opsrunner-bench-", dir="/var/tmp") as tmp:
         ctx = A.Context(
-            pairs=args.pairs, tiny=args.tiny, inventory=args.inventory, hosts=[],
-            work=Path(tmp), log=log, lab_playbook=args.playbook, lab_hosts=args.hosts,
-            growth=args.growth, ingest_sizes=args.ingest_sizes, fleet=args.fleet,
-            pg=not args.no_pg, mitogen=args.mitogen,
+            pairs=args.pairs,
+            tiny=args.tiny,
+            inventory=args.inventory,
+            hosts=[],
+            work=Path(tmp),
+            log=log,
+            lab_playbook=args.playbook,
+            lab_hosts=args.hosts,
+            growth=args.growth,
+            ingest_sizes=args.ingest_sizes,
+            fleet=args.fleet,
+            pg=not args.no_pg,
+            mitogen=args.mitogen,
         )
         if "2" in args.arms:
             rows += A.run_checked(lambda: A.ingest(ctx), "2 ingest")

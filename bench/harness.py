@@ -65,15 +65,21 @@ def measure(
             stdin=subprocess.DEVNULL,
         )
         deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() > deadline:
+                    proc.kill()
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.05)
+        except BaseException:
+            # Interrupted (SIGTERM, Ctrl-C): leave no measured command behind.
+            proc.kill()
+            proc.wait()
+            raise
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -125,9 +131,9 @@ def median(samples: Sequence[Sample], field: str) -> float:
 
 
 def spread(samples: Sequence[Sample], field: str) -> str:
-    """min–max of one field, to show how noisy the medians were."""
+    """min-max of one field, to show how noisy the medians were."""
     values = [getattr(s, field) for s in samples]
-    return f"{min(values):.2f}–{max(values):.2f}"
+    return f"{min(values):.2f}-{max(values):.2f}"
 
 
 @dataclasses.dataclass

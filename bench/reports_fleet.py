@@ -37,8 +37,7 @@ def measure(hosts_count: int, controls_count: int, out: Path) -> dict[str, float
     fleet = dataclasses.replace(policy, controls=tuple(controls))
     at = dt.datetime(2026, 11, 3, 3, 0, tzinfo=dt.UTC)
     hosts = [
-        HostRecord(f"host{n:05d}", groups=("standard", f"rack{n % 40}"))
-        for n in range(hosts_count)
+        HostRecord(f"host{n:05d}", groups=("standard", f"rack{n % 40}")) for n in range(hosts_count)
     ]
     started = time.perf_counter()
     results = [
@@ -93,7 +92,9 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="opsrunner-bench-"))
     m = measure(args.hosts, args.controls, out)
     print(f"{args.hosts} hosts x {args.controls} controls = {m['results']:.0f} results")
-    print(f"results {m['results_s']:.1f}s  score {m['score_s']:.1f}s  document {m['document_s']:.1f}s")
+    print(
+        f"results {m['results_s']:.1f}s  score {m['score_s']:.1f}s  document {m['document_s']:.1f}s"
+    )
     print(
         f"html {m['html_s']:.1f}s {m['html_mb']:.1f} MB  json {m['json_s']:.1f}s "
         f"{m['json_mb']:.1f} MB  -> {out}"

@@ -1,4 +1,4 @@
-"""Mitogen for Ansible as an opt-in strategy: found, probed, and dropped cleanly if it won't load."""
+"""Mitogen for Ansible as an opt-in strategy: probed, and dropped cleanly if it won't load."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""bench/ keeps working on lab hosts: arms 1, 4 and 5 at tiny sizes on the session lab."""
+"""bench/ keeps working on lab hosts: arm 1 at tiny sizes on the session lab.
+
+Arm 1 is the lab arm with its own machinery (`opsrunner audit` in a bench project); arms 4-6
+sample `ansible-playbook` the same way (`_ansible_sample`) and run in `python -m bench --tiny`.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_tiny_bench_on_the_lab(lab, tmp_path):
     out = tmp_path / "table.json"
-    argv = [sys.executable, "-m", "bench", "--tiny", "--arms", "1,4,5"]
+    argv = [sys.executable, "-m", "bench", "--tiny", "--arms", "1"]
     argv += ["--inventory", str(lab.inventory_path), "--json", str(out)]
     done = subprocess.run(
         argv,
@@ -31,8 +35,4 @@ def test_tiny_bench_on_the_lab(lab, tmp_path):
     rows = {r["measure"]: r for r in json.loads(out.read_text())["rows"]}
     overhead = rows["CPU opsrunner/ansible, controller tasks (1 hosts)"]
     assert overhead["values"]["a"] > 0 and overhead["values"]["b"] > 0
-    assert "CPU opsrunner/ansible, module tasks (1 hosts)" in rows
-    assert rows["wall stock/tuned, module audit, 1 hosts"]["values"]["ratio"] > 0
-    per_host = rows["controller CPU-s/host, module audit"]["values"]
-    # 3 bench controls = 6 tasks per host in the tiny module playbook.
-    assert per_host["tasks_per_host"] == 6 and per_host["cpu_per_host"] > 0
+    assert rows["CPU opsrunner/ansible, module tasks (1 hosts)"]["values"]["pairs"] == 1

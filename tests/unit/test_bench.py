@@ -57,8 +57,10 @@ def test_tasks_per_host_reads_the_recap():
 @pytest.mark.slow
 def test_tiny_bench_without_lab(tmp_path):
     out = tmp_path / "table.json"
+    argv = [sys.executable, "-m", "bench", "--tiny", "--arms", "2,3", "--no-pg"]
+    argv += ["--ingest-sizes", "1000", "--json", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--tiny", "--arms", "2,3", "--no-pg", "--json", str(out)],
+        argv,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -69,7 +71,7 @@ def test_tiny_bench_without_lab(tmp_path):
     table = json.loads(out.read_text())
     assert table["tiny"] is True
     measures = [r["measure"] for r in table["rows"]]
-    assert "SQLite events/s at 2,000 events (wall; per CPU-s)" in measures
+    assert "SQLite events/s at 1,000 events (wall; per CPU-s)" in measures
     assert any(m.startswith("seconds, 50 hosts") for m in measures)
     ingest = next(r for r in table["rows"] if r["measure"].startswith("SQLite events/s"))
     assert ingest["values"]["events_per_s"] > 0 and ingest["values"]["raw_rows_per_s"] > 0

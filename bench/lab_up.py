@@ -1,6 +1,6 @@
 """Bench: cold vs warm `lab up` of 3 hosts, side by side, as a ratio.
 
-Run as root: .venv/bin/python bench/lab_up.py [--hosts 3] [--warm-runs 3] [--cold unpack|build]
+Run as root: .venv/bin/python -m bench.lab_up [--hosts 3] [--warm-runs 3] [--cold unpack|build]
 
 - cold ``build``: an empty image cache (a temporary OPSRUNNER_CACHE_DIR): mmdebstrap builds
   the image (downloads from the Debian mirror), unpacks it, then the hosts boot.

@@ -1,6 +1,6 @@
 """Bench: the report of a large fleet (default 10,000 hosts x 200 controls) — time and size.
 
-Run: .venv/bin/python bench/reports_fleet.py [--hosts 10000] [--controls 200] [--out DIR]
+Run: .venv/bin/python -m bench.reports_fleet [--hosts 10000] [--controls 200] [--out DIR]
 Scores synthetic results in memory (the project's policy, its automated controls cloned up to
 --controls), builds the canonical document, renders HTML (auditor) and JSON, and prints each
 step's seconds, the HTML and JSON sizes, and the ratio of rendering to scoring time.
@@ -24,27 +24,20 @@ from opsrunner.store import HostRecord, ResultRecord, RunRecord
 STATUSES = ("pass",) * 12 + ("fail", "fail", "error", "unknown", "notapplicable")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--hosts", type=int, default=10_000)
-    parser.add_argument("--controls", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="opsrunner-bench-"))
-    out.mkdir(parents=True, exist_ok=True)
-
+def measure(hosts_count: int, controls_count: int, out: Path) -> dict[str, float]:
+    """Score and render the fleet into `out`; seconds of each step and the sizes in MB."""
     policy = load_policy()
     automated = [c for c in policy.controls if c.kind == "automated" and "all" in c.applies_to]
     controls = [
         automated[n % len(automated)].model_copy(
             update={"id": f"{automated[n % len(automated)].family}-{900 + n:04d}"}
         )
-        for n in range(args.controls)
+        for n in range(controls_count)
     ]
     fleet = dataclasses.replace(policy, controls=tuple(controls))
     at = dt.datetime(2026, 11, 3, 3, 0, tzinfo=dt.UTC)
     hosts = [
-        HostRecord(f"host{n:05d}", groups=("standard", f"rack{n % 40}")) for n in range(args.hosts)
+        HostRecord(f"host{n:05d}", groups=("standard", f"rack{n % 40}")) for n in range(hosts_count)
     ]
     started = time.perf_counter()
     results = [
@@ -74,15 +67,40 @@ def main() -> None:
     started = time.perf_counter()
     text = render(document, "json")
     t_json = time.perf_counter() - started
+    out.mkdir(parents=True, exist_ok=True)
     (out / "report.html").write_text(html, encoding="utf-8")
     (out / "report.json").write_text(text, encoding="utf-8")
-    html_mb = len(html.encode()) / 1e6
-    json_mb = len(text.encode()) / 1e6
-    print(f"{args.hosts} hosts x {args.controls} controls = {len(results)} results")
-    print(f"results {t_results:.1f}s  score {t_score:.1f}s  document {t_doc:.1f}s")
-    print(f"html {t_html:.1f}s {html_mb:.1f} MB  json {t_json:.1f}s {json_mb:.1f} MB  -> {out}")
-    print(f"ratio (document + html) / score = {(t_doc + t_html) / t_score:.2f}")
-    print(f"html under 20 MB: {'yes' if html_mb < 20 else 'NO'}")
+    return {
+        "results": float(len(results)),
+        "results_s": t_results,
+        "score_s": t_score,
+        "document_s": t_doc,
+        "html_s": t_html,
+        "json_s": t_json,
+        "html_mb": len(html.encode()) / 1e6,
+        "json_mb": len(text.encode()) / 1e6,
+    }
+
+
+def main() -> None:
+    """Measure one fleet and print each step's seconds and the sizes."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--hosts", type=int, default=10_000)
+    parser.add_argument("--controls", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="opsrunner-bench-"))
+    m = measure(args.hosts, args.controls, out)
+    print(f"{args.hosts} hosts x {args.controls} controls = {m['results']:.0f} results")
+    print(
+        f"results {m['results_s']:.1f}s  score {m['score_s']:.1f}s  document {m['document_s']:.1f}s"
+    )
+    print(
+        f"html {m['html_s']:.1f}s {m['html_mb']:.1f} MB  json {m['json_s']:.1f}s "
+        f"{m['json_mb']:.1f} MB  -> {out}"
+    )
+    print(f"ratio (document + html) / score = {(m['document_s'] + m['html_s']) / m['score_s']:.2f}")
+    print(f"html under 20 MB: {'yes' if m['html_mb'] < 20 else 'NO'}")
 
 
 if __name__ == "__main__":

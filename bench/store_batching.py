@@ -1,6 +1,6 @@
 """Bench: results written one transaction per result vs one per batch (SQLite, PostgreSQL).
 
-Run: .venv/bin/python bench/store_batching.py [--results 2000] [--batch 50] [--pg postgresql://…]
+Run: .venv/bin/python -m bench.store_batching [--results 2000] [--batch 50] [--pg postgresql://…]
 Prints the time of each way and their ratio; timings are never asserted in tests.
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
@@ -268,12 +269,12 @@ class Collector:
     def _save(self, host: str, cid: str, full: dict[str, Any]) -> str:
         """Write the full report; a report this run wrote and has since superseded goes."""
         key = (host, cid)
-        sha = evidence.sha256_of(full)
+        content = evidence.canonical(full)
+        sha = hashlib.sha256(content).hexdigest()
         before = self._saved.get(key)
         if before is not None and before[0] == sha:
             return sha
-        created = self.state_dir is not None and not evidence.exists(self.state_dir, sha)
-        evidence.save(self.state_dir, full)
+        created = self.state_dir is not None and evidence.write(self.state_dir, sha, content)
         if before is not None and before[1] and self.state_dir is not None:
             evidence.discard(self.state_dir, before[0])
         self._saved[key] = (sha, created)

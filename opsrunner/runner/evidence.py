@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +48,44 @@ def save(state_dir: Path | None, report: dict[str, Any]) -> str:
     """Write the full report once under its sha256 (no-op when present); return the hash."""
     content = canonical(report)
     sha = hashlib.sha256(content).hexdigest()
-    if state_dir is None:
-        return sha
-    path = evidence_path(state_dir, sha)
-    if not path.exists():
-        # Owner-only whatever the umask: evidence holds what hosts revealed (mkstemp: 0600).
-        paths.private_dir(path.parent, tighten=False)
-        # Write then rename: a reader never sees half a file, two writers write the same bytes.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        Path(tmp).replace(path)
+    if state_dir is not None:
+        write(state_dir, sha, content)
     return sha
+
+
+# Folders <state>/evidence/<xx> known to exist: a run writes one file per result, and a mkdir
+# per file cost more than the write itself (bench/ arm 2).
+_MADE: set[str] = set()
+
+
+def write(state_dir: Path, sha256: str, content: bytes) -> bool:
+    """Write `content` (the canonical bytes of a report) as the file of `sha256` unless it is
+    there; return whether this call created it.
+
+    Plain os calls on strings (ruff PTH off here): this runs once per result, and pathlib's
+    object churn was a third of the ingest path's time (bench/ arm 2).
+    """
+    folder = os.path.join(state_dir, "evidence", sha256[:2])  # noqa: PTH118
+    path = os.path.join(folder, sha256)  # noqa: PTH118
+    if os.path.exists(path):  # noqa: PTH110
+        return False
+    if folder not in _MADE:
+        paths.private_dir(Path(folder), tighten=False)  # owner-only, 0700
+        _MADE.add(folder)
+    # Write then rename: a reader never sees half a file, two writers write the same bytes.
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except FileNotFoundError:
+        # The folder went away since it was made (a prune, a test's tmp dir): make it again.
+        paths.private_dir(Path(folder), tighten=False)  # owner-only, 0700
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, content)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)  # noqa: PTH105
+    return True
 
 
 def trim(text: str, limit: int = TRIM) -> tuple[str, bool]:

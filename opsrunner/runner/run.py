@@ -26,6 +26,7 @@ import ansible_runner  # type: ignore[import-untyped]
 import yaml
 
 from opsrunner import config, paths
+from opsrunner.runner import mitogen
 from opsrunner.runner import scope as scoping
 from opsrunner.runner.events import CONTROL_ID, Collector, read_artifact_events
 from opsrunner.runner.progress import NullReporter, Reporter
@@ -129,7 +130,11 @@ def callback_dirs(ansible_cfg: Path) -> list[str]:
 def _ansible_env(policy_root: Path, ident: str, private: Path) -> dict[str, str]:
     """The environment ansible-playbook runs with (the run itself and the --tags listing)."""
     cfg = paths.project_root() / "ansible.cfg"
-    return {
+    # Opt-in Mitogen ($OPSRUNNER_MITOGEN); when it won't load, Ansible's own strategy runs.
+    faster, note = mitogen.strategy_env()
+    if note and not faster:
+        print(f"opsrunner: {note}", file=sys.stderr)
+    return faster | {
         "ANSIBLE_CONFIG": str(cfg),
         "ANSIBLE_CALLBACK_PLUGINS": os.pathsep.join(callback_dirs(cfg)),
         "ANSIBLE_NOCOLOR": "1",

@@ -1,0 +1,1 @@
+"""opsrunner's benchmarks: each arm interleaved with its baseline, reported as ratios."""

@@ -390,12 +390,21 @@ def runs_show(
     config_file: str | None = ConfigOpt,
     state_dir: str | None = StateOpt,
     as_json: bool = typer.Option(False, "--json", help="The run and its results as JSON."),
+    show_timing: bool = typer.Option(
+        False, "--timing", help="Where the run's time went: per role, control, task and host."
+    ),
+    output: str = typer.Option("text", "--format", help="With --timing: text or json."),
 ) -> None:
     """Show one run: its record, hosts and every host x control result with evidence."""
     settings = _settings(config_file, store=store, state_dir=state_dir)
     with _store(settings) as opened:
         run = opened.get_run(run_key)
         assert run.id is not None
+        if show_timing:
+            from opsrunner.runner import timing
+
+            typer.echo(timing.show(opened, run, output))
+            return
         results = opened.results(run.id)
         hosts = opened.hosts(run.id)
     if failed_only:

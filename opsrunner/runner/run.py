@@ -28,10 +28,11 @@ import yaml
 from opsrunner import config, paths
 from opsrunner.runner import mitogen
 from opsrunner.runner import scope as scoping
+from opsrunner.runner import timing
 from opsrunner.runner.events import CONTROL_ID, Collector, read_artifact_events
 from opsrunner.runner.progress import NullReporter, Reporter
 from opsrunner.runner.reap import reap
-from opsrunner.store import LockBusy, ResultRecord, RunRecord, Store
+from opsrunner.store import LockBusy, ResultRecord, RunRecord, Store, timings
 
 MODES = ("audit", "enforce", "operate")
 RUN_META = "opsrunner-run.json"
@@ -266,9 +267,11 @@ class _Streamer:
         self.last_flush = time.monotonic()
         self.unreachable_told: set[str] = set()
         self.told = 0
+        self.timings = timing.TimingCollector()
 
     def __call__(self, event: dict[str, Any]) -> bool:
         self.collector.feed(event)
+        self.timings.feed(event)
         if event.get("event") == "runner_on_unreachable":
             host = str((event.get("event_data") or {}).get("host") or "")
             if host and host not in self.unreachable_told:
@@ -629,6 +632,7 @@ def _finish(
     store.set_hosts(run.id, collector.host_records(hosts))
     if run.artifact_dir:  # Ansible writes its fact cache 0644 whatever the umask
         paths.tighten_tree(Path(run.artifact_dir).parents[1])
+    timings.set_timings(store, run.id, streamer.timings.records())
     stats = {h: dict(s.stats) for h, s in collector.hosts.items() if s.stats}
     return store.finish_run(run.id, status, ended_at=now, rc=rc, reason=reason, stats=stats)
 
@@ -653,9 +657,12 @@ def import_artifacts(store: Store, private_dir: Path, state_dir: Path | None = N
     assert record.id is not None
     artifact = Path(record.artifact_dir)
     collector = Collector(state_dir, meta.get("controls"))
+    durations = timing.TimingCollector()
     for event in read_artifact_events(artifact):
         collector.feed(event)
+        durations.feed(event)
     store.add_results(record.id, collector.results())
+    timings.set_timings(store, record.id, durations.records())
     if record.status != "running":
         store.set_hosts(record.id, collector.host_records(meta.get("hosts") or {}))
         return store.get_run(record.id)
@@ -672,8 +679,10 @@ def import_artifacts(store: Store, private_dir: Path, state_dir: Path | None = N
     status = _final_status(runner_status, collector.has_stats)
     reason = "recovered from artifacts" + ("" if collector.has_stats else ": no final stats event")
     filtered = str(meta.get("filtered") or "")
+    streamer = _Streamer(store, record.id, collector, NullReporter(), 1000)
+    streamer.timings = durations
     return _finish(
-        _Streamer(store, record.id, collector, NullReporter(), 1000),
+        streamer,
         meta.get("scope") or {},
         meta.get("hosts") or {},
         status,

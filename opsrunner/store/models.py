@@ -265,3 +265,4 @@ TABLES = (
 # and the models are compared as one schema.
 from opsrunner.store import ledger as _ledger  # noqa: E402, F401
 from opsrunner.store import notices as _notices  # noqa: E402, F401
+from opsrunner.store import timings as _timings  # noqa: E402, F401

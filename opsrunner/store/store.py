@@ -40,6 +40,7 @@ from opsrunner.store.records import (
     RunRecord,
     SampleRecord,
 )
+from opsrunner.store.timings import TaskTiming
 
 EXPORT_FORMAT = "opsrunner-store/1"
 _SQLITE_BUSY_MS = 30_000
@@ -612,6 +613,7 @@ class Store:
                 idents = session.scalars(select(Run.ident).where(Run.id.in_(doomed))).all()
                 # Children first: SQLite only cascades when foreign keys are on for this connection.
                 session.execute(delete(Result).where(Result.run_id.in_(doomed)))
+                session.execute(delete(TaskTiming).where(TaskTiming.run_id.in_(doomed)))
                 session.execute(delete(RunHost).where(RunHost.run_id.in_(doomed)))
                 session.execute(delete(Run).where(Run.id.in_(doomed)))
                 session.execute(delete(Sample).where(Sample.scraped_at < older_than))
@@ -628,7 +630,7 @@ class Store:
         counts: dict[str, int] = {}
         with path.open("w", encoding="utf-8") as handle, self.session() as session:
             handle.write(json.dumps({"format": EXPORT_FORMAT}) + "\n")
-            for model in (Run, RunHost, Result, Sample, Incident, Drill, Notice, Alert):
+            for model in (Run, RunHost, Result, TaskTiming, Sample, Incident, Drill, Notice, Alert):
                 table = model.__table__
                 name = str(model.__tablename__)
                 count = 0
@@ -645,7 +647,7 @@ class Store:
         """Load an export; runs already present (same ident) are left as they are."""
         models = {
             m.__tablename__: m
-            for m in (Run, RunHost, Result, Sample, Incident, Drill, Notice, Alert)
+            for m in (Run, RunHost, Result, TaskTiming, Sample, Incident, Drill, Notice, Alert)
         }
         counts = dict.fromkeys(models, 0)
         run_ids: dict[int, int | None] = {}
@@ -675,7 +677,7 @@ class Store:
                     session.add(row)
                     session.flush()
                     run_ids[old_id] = row.id
-                elif model in (RunHost, Result):
+                elif model in (RunHost, Result, TaskTiming):
                     new_run = run_ids.get(values["run_id"])
                     if new_run is None:
                         continue

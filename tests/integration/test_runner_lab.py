@@ -21,8 +21,10 @@ from opsrunner.reports import compliance_summary
 from opsrunner.reports.publish import publish
 from opsrunner.runner import run
 from opsrunner.runner.progress import PlainReporter
+from opsrunner.runner.timing import summarise
 from opsrunner.scoring import run_scores
 from opsrunner.store import RunRecord, Store
+from opsrunner.store.timings import timings
 from tests.lab_helpers import reset_hosts, snapshots
 from tests.unit.store.test_store_modes import loose_paths
 
@@ -74,6 +76,15 @@ def test_audit_enforce_audit_recorded_and_scored(lab: Lab, tmp_path: Path) -> No
             assert "fail" in statuses.values(), (
                 "a pristine host should not meet the firewall policy"
             )
+            # Where the audit's time went (issue 14): every host's tasks, durations from events.
+            timing = summarise(timings(store, first.id or 0), first.ident)
+            assert {line.name for line in timing.by_host} == set(lab.hosts), timing
+            assert {line.name for line in timing.roles} >= {"firewall"}, timing.roles
+            assert {line.name for line in timing.controls} == set(FW), timing.controls
+            assert all(line.seconds > 0 for line in timing.by_host), timing.by_host
+            assert first.ended_at is not None
+            wall = (first.ended_at - first.started_at).total_seconds()
+            assert timing.seconds <= wall * len(lab.hosts), "tasks outlasting the run on every host"
 
             enforce = run(
                 "enforce", lab.inventory_path, controls=FW, store=store, settings=settings

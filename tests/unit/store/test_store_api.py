@@ -49,8 +49,9 @@ def test_migrations_create_every_table(store: Store) -> None:
         "alerts",
         "support_tickets",
         "survey_responses",
+        "task_timings",
     } <= tables
-    assert store.schema_revision() == "0005"
+    assert store.schema_revision() == "0006"
 
 
 def test_reopening_migrates_nothing_and_keeps_data(store: Store, tmp_path: Path) -> None:

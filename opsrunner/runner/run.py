@@ -26,9 +26,8 @@ import ansible_runner  # type: ignore[import-untyped]
 import yaml
 
 from opsrunner import config, paths
-from opsrunner.runner import mitogen
+from opsrunner.runner import mitogen, timing
 from opsrunner.runner import scope as scoping
-from opsrunner.runner import timing
 from opsrunner.runner.events import CONTROL_ID, Collector, read_artifact_events
 from opsrunner.runner.progress import NullReporter, Reporter
 from opsrunner.runner.reap import reap

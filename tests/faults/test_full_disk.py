@@ -93,6 +93,7 @@ def _quick_check(db: Path) -> str:
         return str(connection.execute("PRAGMA quick_check").fetchone()[0])
 
 
+@pytest.mark.extended
 def test_store_and_artifacts_fill_up_mid_run(
     project: dict[str, Any],  # noqa: F811
     tmp_path: Path,

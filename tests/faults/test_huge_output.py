@@ -79,6 +79,7 @@ print("RSS " + json.dumps({"opsrunner_kib": own, "ansible_kib": kids, "code": co
 """
 
 
+@pytest.mark.extended
 @pytest.mark.faults(13)
 def test_100_mb_of_task_output(tmp_path: Path, fault_record: Callable[..., None]) -> None:
     root = tmp_path / "project"

@@ -105,6 +105,7 @@ def _check(
     return lost, duplicates, store.get_run(ident).status
 
 
+@pytest.mark.extended
 @pytest.mark.faults(3)
 def test_runner_killed_at_a_random_event(
     project: dict[str, Any],  # noqa: F811

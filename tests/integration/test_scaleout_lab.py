@@ -187,6 +187,7 @@ def test_sliced_audit_matches_local(
         _nothing_left(lab, host)
 
 
+@pytest.mark.extended
 def test_node_killed_mid_run_then_retry(
     scale_lab: tuple[Lab, Path, Baseline], pg: str, tmp_path: Path
 ) -> None:

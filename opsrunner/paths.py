@@ -62,14 +62,19 @@ def _tighten(path: Path, mode: int) -> None:
 
 
 @contextlib.contextmanager
-def owner_only() -> Iterator[None]:
-    """Files created in the block (also by child processes: ansible-runner's artifacts) are
-    owner-only: umask 077, restored after."""
-    previous = os.umask(0o077)
+def umask(mask: int) -> Iterator[None]:
+    """The process umask `mask` in the block (child processes inherit it), restored after."""
+    previous = os.umask(mask)
     try:
         yield
     finally:
         os.umask(previous)
+
+
+def owner_only() -> contextlib.AbstractContextManager[None]:
+    """Files created in the block (also by child processes: ansible-runner's artifacts) are
+    owner-only: umask 077, restored after."""
+    return umask(0o077)
 
 
 def tighten_tree(root: Path) -> None:

@@ -30,6 +30,7 @@ exists and ``/proc/sys/kernel/random/boot_id`` otherwise.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -40,13 +41,16 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import yaml
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict
 
+from opsrunner import paths
 from opsrunner.lab import net
 from opsrunner.lab.image import Image, ensure_image, image_paths
 from opsrunner.lab.net import LabError
@@ -142,6 +146,23 @@ class HostInfo(BaseModel):
     mac: str
     groups: tuple[str, ...]
     machine: str
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _system_umask(method: Callable[P, R]) -> Callable[P, R]:
+    """Build lab hosts with the usual umask 022, not opsrunner's owner-only 077: a host's root
+    filesystem, its overlay and the lab's apt repository are a system's files (dpkg-deb refuses a
+    0700 control directory; users inside a host must traverse /)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with paths.umask(0o022):
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class LabState(BaseModel):
@@ -313,6 +334,7 @@ class Lab:
         return [root / "opsrunner" / self.name / host for root in CGROUP_ROOTS]
 
     # -- up --------------------------------------------------------------
+    @_system_umask
     def up(
         self,
         n: int = 3,
@@ -685,6 +707,7 @@ class Lab:
         return Snapshot(host=host, entries=entries)
 
     # -- reset / stop ----------------------------------------------------
+    @_system_umask
     def reset(self, host: str, *, wait: bool = True) -> None:
         """Stop the host, wipe its overlay upper dir, re-apply per-host setup, boot (seconds)."""
         st = self._require_state()
@@ -714,6 +737,7 @@ class Lab:
             for h in names:
                 self.wait_ready(h)
 
+    @_system_umask
     def reboot(self, host: str, *, wait: bool = True, timeout: float = SSH_READY_TIMEOUT) -> None:
         """Reboot a host from inside (``systemctl reboot``) and wait until it answers again."""
         before = self.boot_marker(host)

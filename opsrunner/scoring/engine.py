@@ -375,21 +375,7 @@ def _evaluate(
         for host in applies:
             found = found_of.get(host)
             if found is None:
-                items.append(
-                    Item(
-                        host,
-                        cid,
-                        kind,
-                        severity,
-                        weight,
-                        first,
-                        clauses,
-                        chapter,
-                        "unknown",
-                        "unknown",
-                        "no evidence recorded",
-                    )
-                )
+                items.append(common._replace(target=host, reason="no evidence recorded"))
                 continue
             raw, reason, at = found.status, found.reason, found.checked_at
             if cutoff is not None and at < cutoff and raw not in EXCLUDED:

@@ -53,6 +53,24 @@ def private_file(path: Path) -> Path:
     return path
 
 
+def write_private(path: Path, text: str) -> Path:
+    """Replace `path` with `text` atomically, owner-only (0600) whatever the umask.
+
+    The text goes to a temporary file beside it, renamed over the old one: a reader sees the
+    old file or the new one, never half of it; on a failure (a full disk) the temporary file is
+    removed and the old file stays whole.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def _tighten(path: Path, mode: int) -> None:
     # Only what we own: a shared directory given as the state dir's parent is left alone.
     with contextlib.suppress(OSError):

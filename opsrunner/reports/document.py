@@ -9,7 +9,6 @@ import functools
 import hashlib
 import json
 import operator
-import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
@@ -482,10 +481,7 @@ class _TrendCache:
             return
         try:
             paths.private_dir(self.path.parent, tighten=False)  # scores: owner-only (issue 15)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-                f.write(json.dumps(self.points, sort_keys=True))
-            tmp.replace(self.path)
+            paths.write_private(self.path, json.dumps(self.points, sort_keys=True))
         except OSError:
             pass  # a read-only state directory: the points are computed again next time
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,6 @@ from opsrunner.reports import metrics
 from opsrunner.reports.document import build
 from opsrunner.reports.render import render
 from opsrunner.store import RunRecord, Store
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # Owner-only whatever the umask: a report names every finding of every host.
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-        handle.write(text)
-    tmp.replace(path)
 
 
 def publish(
@@ -53,7 +44,8 @@ def publish(
         ("latest_html", html),
         ("latest_json", data),
     ):
-        _atomic(written[key], text)
+        # Owner-only whatever the umask: a report names every finding of every host.
+        paths.write_private(written[key], text)
     if textfile_dir is not None:
         written["metrics"] = metrics.write_textfile(
             textfile_dir, document, store.list_runs(limit=1_000_000)

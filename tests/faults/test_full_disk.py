@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from opsrunner.policy import load_policy
+from opsrunner.reports.publish import publish
 from opsrunner.store import ResultRecord, RunRecord, Store
 from tests.integration.test_runner_local import project  # noqa: F401 - the shared fixture
 
@@ -173,9 +175,19 @@ def test_a_report_on_a_full_disk_is_never_half_written(
         assert "Traceback" not in proc.stderr and "No space left" in proc.stderr, proc.stderr
         assert old.read_text() == "the previous report\n"
         assert sorted(p.name for p in out.iterdir()) == ["filler", "report.html"]
+        # The daemon's and the demo's publishing: the same on a full disk.
+        latest = out / "latest.html"
+        (out / "filler").unlink()
+        latest.write_text("the previous latest\n")
+        _fill(out)
+        with pytest.raises(OSError, match="No space left"):
+            publish(store, load_policy(project["root"] / "policy"), "r-report", out)
+        assert latest.read_text() == "the previous latest\n"
+        assert sorted(p.name for p in out.iterdir()) == ["filler", "latest.html", "report.html"]
     fault_record(
         row=5,
-        injected=1,
-        survived=1,
-        figure="report onto a full disk: exit non-zero, the previous report intact, no temp left",
+        injected=2,
+        survived=2,
+        figure="report onto a full disk (CLI and publish): fails clearly, the previous report "
+        "intact, no temp left",
     )

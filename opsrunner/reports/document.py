@@ -7,18 +7,21 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import io
 import json
 import operator
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TextIO, overload
+
+import numpy as np
 
 from opsrunner import __version__, paths
 from opsrunner.scoring import KINDS, VIEWS, Figure, Item, Scores, ScoreSet, run_scores
 from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 PASSING = frozenset({"pass", "waived"})
 EXCLUDED = frozenset({"notapplicable", "notchecked"})
 # Worse statuses first: a list of problems reads from the gravest.
@@ -131,19 +134,27 @@ class Report:
         """Reproducible JSON: sorted keys, ASCII only (bidi and control characters escaped).
 
         Compact, so that the C encoder writes a fleet's full matrix in seconds (pipe it through
-        `python -m json.tool` to read it). The results are encoded a slice at a time, so their
-        row dicts never all exist at once.
+        `python -m json.tool` to read it). See `write_json`.
         """
-        parts = []
-        for key in sorted(self.data):
+        out = io.StringIO()
+        self.write_json(out)
+        return out.getvalue()
+
+    def write_json(self, out: TextIO) -> None:
+        """Write the JSON of `to_json` to `out` a piece at a time, never as one string.
+
+        The results matrix is written column by column (schema 2.0, see `RESULT_COLUMNS`), each
+        column a slice at a time, so a fleet's two million rows never exist as dicts or text.
+        """
+        out.write("{")
+        for n, key in enumerate(sorted(self.data)):
             value = self.data[key]
+            out.write(("," if n else "") + _dumps(key) + ":")
             if isinstance(value, ResultRows):
-                body = ",".join(_dumps(chunk)[1:-1] for chunk in value.chunks() if chunk)
-                encoded = f"[{body}]"
+                value.write_json(out)
             else:
-                encoded = _dumps(value)
-            parts.append(f"{_dumps(key)}:{encoded}")
-        return "{" + ",".join(parts) + "}\n"
+                out.write(_dumps(value))
+        out.write("}\n")
 
     # Convenience views used by the renderers.
     def __getitem__(self, key: str) -> Any:
@@ -152,6 +163,53 @@ class Report:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+
+
+#: The columns of the JSON `results` (schema 2.0): what varies per host x control. What is
+#: the same for every row of one control (kind, severity, rule weight, primary clause,
+#: chapter) is said once, in that control's row of `controls`.
+RESULT_COLUMNS = (
+    "control",
+    "effective",
+    "evidence",
+    "evidence_at",
+    "evidence_sha256",
+    "evidence_truncated",
+    "host",
+    "raw",
+    "reason",
+    "run",
+    "task",
+    "waiver",
+)
+#: The per-control fields of an in-memory result row, found in `controls` in the JSON.
+CONTROL_FIELDS = {
+    "kind": "kind",
+    "severity": "severity",
+    "weight": "rule_weight",
+    "clause": "clause",
+    "chapter": "chapter",
+}
+
+
+def rows_of(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The result rows (as `ResultRows` gives them) of a document loaded from its JSON.
+
+    Schema 2.0 keeps the matrix as columns and each control's constants in `controls`; this
+    joins them back into one dict per host x control.
+    """
+    results = data["results"]
+    if isinstance(results, list):  # schema 1.x: rows already
+        yield from results
+        return
+    columns = results["columns"]
+    controls = {c["id"]: c for c in data["controls"]}
+    for k in range(results["count"]):
+        row = {name: columns[name][k] for name in RESULT_COLUMNS}
+        control = controls[row["control"]]
+        for field, source in CONTROL_FIELDS.items():
+            row[field] = control[source]
+        yield row
 
 
 class ResultRows(Sequence[dict[str, Any]]):
@@ -164,17 +222,54 @@ class ResultRows(Sequence[dict[str, Any]]):
     """
 
     CHUNK = 20_000
+    #: Values per slice when a column is encoded (bounds the text held at once).
+    JSON_SLICE = 250_000
 
     def __init__(self, items: Sequence[Item], results: Sequence[ResultRecord]) -> None:
         self.items = items
         self._results = results
-        self._found: dict[tuple[str, str], ResultRecord] | None = None
+        self._index: Any = None
 
-    def row(self, item: Item) -> dict[str, Any]:
-        """The row of one item."""
-        if self._found is None:
-            self._found = {(r.host, r.control_id): r for r in self._results}
-        found = self._found.get((item.target, item.control_id))
+    def _found(self) -> Any:
+        """Per item, the index of its stored result (-1: none), as an int64 array.
+
+        The last of several results of one host x control wins, as a dict built in order
+        would; numpy keys instead of a dict of two million tuples keep this to a few arrays.
+        """
+        if self._index is not None:
+            return self._index
+        hosts: dict[str, int] = {}
+        controls: dict[str, int] = {}
+        results, items = self._results, self.items
+        n_r = len(results)
+        if not n_r:
+            self._index = np.full(len(items), -1, dtype=np.int64)
+            return self._index
+        r_host = np.fromiter((hosts.setdefault(r.host, len(hosts)) for r in results), np.int64, n_r)
+        r_control = np.fromiter(
+            (controls.setdefault(r.control_id, len(controls)) for r in results), np.int64, n_r
+        )
+        width = max(len(controls), 1) + 1
+        keys = r_host * width + r_control
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        n_i = len(items)
+        i_host = np.fromiter((hosts.get(i.target, -1) for i in items), np.int64, n_i)
+        i_control = np.fromiter(
+            (controls.get(i.control_id, width - 1) for i in items), np.int64, n_i
+        )
+        wanted = i_host * width + i_control
+        at = np.maximum(np.searchsorted(keys, wanted, side="right") - 1, 0)
+        hit = (i_host >= 0) & (keys[at] == wanted)
+        self._index = np.where(hit, order[at], -1)
+        return self._index
+
+    def row(self, item: Item, index: int | None = None) -> dict[str, Any]:
+        """The row of one item (`index`: its position in `items`, when the caller knows it)."""
+        if index is None:
+            index = self.items.index(item)
+        k = int(self._found()[index])
+        found = self._results[k] if k >= 0 else None
         return {
             "host": item.target,
             "control": item.control_id,
@@ -198,7 +293,40 @@ class ResultRows(Sequence[dict[str, Any]]):
     def chunks(self) -> Iterator[list[dict[str, Any]]]:
         """The rows, a slice at a time."""
         for start in range(0, len(self.items), self.CHUNK):
-            yield [self.row(i) for i in self.items[start : start + self.CHUNK]]
+            stop = min(start + self.CHUNK, len(self.items))
+            yield [self.row(self.items[k], k) for k in range(start, stop)]
+
+    def column(self, name: str, start: int, stop: int) -> list[Any]:
+        """Values `start:stop` of one JSON column."""
+        items = self.items[start:stop]
+        field = _ITEM_FIELD.get(name)
+        if field is not None:
+            return list(map(operator.itemgetter(field), items))
+        if name == "evidence_at":
+            times = list(map(operator.itemgetter(12), items))
+            text = {t: _iso(t) for t in set(times)}
+            return list(map(text.__getitem__, times))
+        found = self._found()[start:stop]
+        attribute = {
+            "evidence_sha256": ("evidence_sha256", ""),
+            "evidence_truncated": ("evidence_truncated", False),
+            "task": ("task", ""),
+        }[name]
+        getter = operator.attrgetter(attribute[0])
+        results = self._results
+        return [getter(results[k]) if k >= 0 else attribute[1] for k in found.tolist()]
+
+    def write_json(self, out: TextIO) -> None:
+        """`{"columns": {name: [values…]}, "count": n}`, each column a slice at a time."""
+        n = len(self.items)
+        out.write('{"columns":{')
+        for c, name in enumerate(RESULT_COLUMNS):
+            out.write(("," if c else "") + _dumps(name) + ":[")
+            for start in range(0, n, self.JSON_SLICE):
+                values = self.column(name, start, min(start + self.JSON_SLICE, n))
+                out.write(("," if start else "") + _dumps(values)[1:-1])
+            out.write("]")
+        out.write('},"count":' + str(n) + "}")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -209,12 +337,27 @@ class ResultRows(Sequence[dict[str, Any]]):
     def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
     def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(index, slice):
-            return [self.row(i) for i in self.items[index]]
-        return self.row(self.items[index])
+            return [self.row(self.items[k], k) for k in range(*index.indices(len(self.items)))]
+        if index < 0:
+            index += len(self.items)
+        return self.row(self.items[index], index)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for chunk in self.chunks():
             yield from chunk
+
+
+#: JSON columns read straight off an item (its field number).
+_ITEM_FIELD = {
+    "host": 0,
+    "control": 1,
+    "raw": 8,
+    "effective": 9,
+    "reason": 10,
+    "evidence": 11,
+    "waiver": 13,
+    "run": 14,
+}
 
 
 def _counts(items: Iterable[Item], view: str = "effective") -> dict[str, int]:
@@ -579,6 +722,7 @@ def assemble(
         counts = counts_of_control.get(control.id, {})
         table = scores.by_control[control.id]
         weight = float(weights.get(control.severity, 1.0)) * float(control.weight)
+        primary = control.source[0] if control.source else ""
         control_rows.append(
             {
                 "id": control.id,
@@ -587,6 +731,10 @@ def assemble(
                 "kind": control.kind,
                 "severity": control.severity,
                 "weight": control.weight,
+                # What every result row of this control shares (schema 2.0 says it once here).
+                "rule_weight": weight,
+                "clause": primary,
+                "chapter": primary.split(".", 1)[0],
                 "owner": control.owner,
                 "role": control.role or "",
                 "task_prefix": control.prefix if hasattr(control, "prefix") else control.id,

@@ -177,9 +177,9 @@ def _rows(report: Report, wanted: Callable[[str, str], bool]) -> Iterator[dict[s
     """The result rows of the (host, control) pairs wanted, without making the others."""
     results = report["results"]
     if isinstance(results, ResultRows):
-        for item in results.items:
+        for k, item in enumerate(results.items):
             if wanted(item.target, item.control_id):
-                yield results.row(item)
+                yield results.row(item, k)
     else:
         yield from (r for r in results if wanted(r["host"], r["control"]))
 
@@ -192,15 +192,15 @@ def _trail(report: Report) -> list[dict[str, Any]]:
     by_control: dict[str, list[dict[str, Any]]] = {}
     counted: dict[str, int] = {}
     if isinstance(results, ResultRows):
-        ranked: dict[str, list[Any]] = {}
-        for item in results.items:
-            ranked.setdefault(item.control_id, []).append(item)
+        ranked: dict[str, list[tuple[int, Any]]] = {}
+        for k, item in enumerate(results.items):
+            ranked.setdefault(item.control_id, []).append((k, item))
         for cid, these in ranked.items():
             counted[cid] = len(these)
             best = heapq.nsmallest(
-                TRAIL_SAMPLES, these, key=lambda i: (rank.get(i.effective, 99), i.target)
+                TRAIL_SAMPLES, these, key=lambda p: (rank.get(p[1].effective, 99), p[1].target)
             )
-            by_control[cid] = [results.row(i) for i in best]
+            by_control[cid] = [results.row(i, k) for k, i in best]
     else:
         for row in results:
             by_control.setdefault(row["control"], []).append(row)

@@ -20,6 +20,7 @@ from opsrunner.policy import Policy
 from opsrunner.reports import FORMATS, SCHEMA_VERSION, Report, build, render
 from opsrunner.reports import metrics as prom
 from opsrunner.reports import oscal as oscal_mod
+from opsrunner.reports.document import rows_of
 from opsrunner.reports.html import LEVELS, MATRIX_HOSTS
 from opsrunner.store import Store
 from tests.unit.reports.conftest import EVIL_EVIDENCE, EVIL_HOST
@@ -48,9 +49,20 @@ def test_json_matches_the_versioned_schema(rendered: dict[str, str]) -> None:
 def test_the_schema_rejects_a_broken_document(rendered: dict[str, str]) -> None:
     schema = json.loads((ROOT / "docs" / "report-schema.json").read_text())
     data = json.loads(rendered["json"])
-    data["results"][0]["effective"] = "green"
+    data["results"]["columns"]["effective"][0] = "green"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema)
+
+
+def test_json_columns_give_back_every_row(report: Report, rendered: dict[str, str]) -> None:
+    # Schema 2.0 keeps the matrix as columns and per-control constants in `controls`: joined
+    # again they are exactly the rows every other format is rendered from.
+    data = json.loads(rendered["json"])
+    assert data["results"]["count"] == len(report["results"]) == data["totals"]["results"]
+    assert list(rows_of(data)) == list(report["results"])
+    streamed = io.StringIO()
+    report.write_json(streamed)
+    assert streamed.getvalue() == rendered["json"]
 
 
 def test_same_run_renders_the_same_bytes(
@@ -356,7 +368,9 @@ def test_large_fleet_html_shows_the_worst_hosts_first(policy: Policy) -> None:
     assert page.count('class="h" data-host=') == MATRIX_HOSTS
     worst = doc["hosts"][0]["host"]
     assert f'data-host="{worst}"' in page
-    assert len(json.loads(render(doc, "json"))["results"]) == 300 * 20
+    results = json.loads(render(doc, "json"))["results"]
+    assert results["count"] == 300 * 20
+    assert {len(values) for values in results["columns"].values()} == {300 * 20}
 
 
 def test_publish_writes_the_report_and_metrics(

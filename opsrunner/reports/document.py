@@ -8,6 +8,7 @@ import datetime as dt
 import functools
 import hashlib
 import io
+import itertools
 import json
 import operator
 import os
@@ -238,25 +239,31 @@ class ResultRows(Sequence[dict[str, Any]]):
         """
         if self._index is not None:
             return self._index
-        hosts: dict[str, int] = {}
-        controls: dict[str, int] = {}
         results, items = self._results, self.items
         n_r = len(results)
         if not n_r:
             self._index = np.full(len(items), -1, dtype=np.int64)
             return self._index
-        r_host = np.fromiter((hosts.setdefault(r.host, len(hosts)) for r in results), np.int64, n_r)
-        r_control = np.fromiter(
-            (controls.setdefault(r.control_id, len(controls)) for r in results), np.int64, n_r
-        )
+        # map() over C callables: no Python frame per result or item.
+        r_hosts = list(map(operator.attrgetter("host"), results))
+        r_controls = list(map(operator.attrgetter("control_id"), results))
+        hosts = {name: k for k, name in enumerate(dict.fromkeys(r_hosts))}
+        controls = {name: k for k, name in enumerate(dict.fromkeys(r_controls))}
+        r_host = np.fromiter(map(hosts.__getitem__, r_hosts), np.int64, n_r)
+        r_control = np.fromiter(map(controls.__getitem__, r_controls), np.int64, n_r)
+        del r_hosts, r_controls
         width = max(len(controls), 1) + 1
         keys = r_host * width + r_control
         order = np.argsort(keys, kind="stable")
         keys = keys[order]
         n_i = len(items)
-        i_host = np.fromiter((hosts.get(i.target, -1) for i in items), np.int64, n_i)
+        i_host = np.fromiter(
+            map(hosts.get, map(operator.itemgetter(0), items), itertools.repeat(-1)), np.int64, n_i
+        )
         i_control = np.fromiter(
-            (controls.get(i.control_id, width - 1) for i in items), np.int64, n_i
+            map(controls.get, map(operator.itemgetter(1), items), itertools.repeat(width - 1)),
+            np.int64,
+            n_i,
         )
         wanted = i_host * width + i_control
         at = np.maximum(np.searchsorted(keys, wanted, side="right") - 1, 0)
@@ -307,14 +314,15 @@ class ResultRows(Sequence[dict[str, Any]]):
             text = {t: _iso(t) for t in set(times)}
             return list(map(text.__getitem__, times))
         found = self._found()[start:stop]
-        attribute = {
-            "evidence_sha256": ("evidence_sha256", ""),
-            "evidence_truncated": ("evidence_truncated", False),
-            "task": ("task", ""),
-        }[name]
-        getter = operator.attrgetter(attribute[0])
-        results = self._results
-        return [getter(results[k]) if k >= 0 else attribute[1] for k in found.tolist()]
+        default = {"evidence_sha256": "", "evidence_truncated": False, "task": ""}[name]
+        if not len(self._results):
+            return [default] * len(found)
+        values = list(
+            map(operator.attrgetter(name), map(self._results.__getitem__, found.tolist()))
+        )
+        for k in np.flatnonzero(found < 0).tolist():  # no stored result (picked the last one)
+            values[k] = default
+        return values
 
     def write_json(self, out: TextIO) -> None:
         """`{"columns": {name: [values…]}, "count": n}`, each column a slice at a time."""

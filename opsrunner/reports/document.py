@@ -12,7 +12,7 @@ import itertools
 import json
 import operator
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO, overload
 
@@ -368,9 +368,19 @@ _ITEM_FIELD = {
 }
 
 
-def _counts(items: Iterable[Item], view: str = "effective") -> dict[str, int]:
-    field = 8 if view == "raw" else 9
-    return _ordered(collections.Counter(map(operator.itemgetter(field), items)))
+def _coded(items: Sequence[Item], field: int) -> tuple[list[str], Any]:
+    """The distinct values of one item field (first seen first) and each item's index into
+    them, as an int64 array: counting two million items is then one bincount."""
+    values = list(map(operator.itemgetter(field), items))
+    names = list(dict.fromkeys(values))
+    where = {name: k for k, name in enumerate(names)}
+    return names, np.fromiter(map(where.__getitem__, values), np.int64, len(values))
+
+
+def _counts(items: Sequence[Item], view: str = "effective") -> dict[str, int]:
+    names, codes = _coded(items, 8 if view == "raw" else 9)
+    counts = np.bincount(codes, minlength=len(names)).tolist()
+    return _ordered({name: n for name, n in zip(names, counts, strict=True) if n})
 
 
 def _ordered(counts: Mapping[str, int]) -> dict[str, int]:
@@ -381,13 +391,26 @@ def _ordered(counts: Mapping[str, int]) -> dict[str, int]:
 
 def _counts_by(items: Sequence[Item], key: int) -> dict[str, dict[str, int]]:
     """Effective status counts per target (key 0) or control (key 1)."""
-    pairs = collections.Counter(
-        zip(map(operator.itemgetter(key), items), map(operator.itemgetter(9), items), strict=True)
-    )
+    names, by = _coded(items, key)
+    statuses, status = _coded(items, 9)
+    width = max(len(statuses), 1)
+    table = np.bincount(by * width + status, minlength=len(names) * width)
     out: dict[str, dict[str, int]] = {}
-    for (name, status), n in pairs.items():
-        out.setdefault(name, {})[status] = n
-    return {name: _ordered(counts) for name, counts in out.items()}
+    for name, row in zip(names, table.reshape(len(names), width).tolist(), strict=True):
+        out[name] = _ordered({s: n for s, n in zip(statuses, row, strict=True) if n})
+    return out
+
+
+def _failed_by_severity(items: Sequence[Item]) -> dict[str, int]:
+    """Counted, not-passing items (effective view) per severity, first seen first: what
+    `Scores.failed` gives, counted on arrays."""
+    severities, severity = _coded(items, 3)
+    statuses, status = _coded(items, 9)
+    bad = np.array([failing(s) for s in statuses], dtype=bool)[status]
+    chosen = severity[bad]
+    counts = np.bincount(chosen, minlength=len(severities))
+    present, first = np.unique(chosen, return_index=True)
+    return {severities[k]: int(counts[k]) for k in present[np.argsort(first)].tolist()}
 
 
 def _failing_of(counts: Mapping[str, int]) -> int:
@@ -688,8 +711,11 @@ def assemble(
     eff_all = scores.overall.get("effective", "all").percent
     counts_of_host = _counts_by(items, 0)
     counts_of_control = _counts_by(items, 1)
-    manual_only = {i.target for i in items if i.kind == "manual"} - {
-        i.target for i in items if i.kind != "manual"
+    targets, target = _coded(items, 0)
+    kinds, kind = _coded(items, 2)
+    manual = np.array([k == "manual" for k in kinds], dtype=bool)[kind]
+    manual_only = {targets[t] for t in np.unique(target[manual]).tolist()} - {
+        targets[t] for t in np.unique(target[~manual]).tolist()
     }
 
     # Hosts with results that are no longer in the scored fleet (scoring's `retired`).
@@ -829,7 +855,10 @@ def assemble(
             }
         )
 
-    waived_by = collections.Counter(i.waiver for i in items if i.waiver)
+    waived_by = collections.Counter(map(operator.itemgetter(13), items))
+    del waived_by[""]
+    raws, raw = _coded(items, 8)
+    stale = np.flatnonzero(raw == raws.index("stale")) if "stale" in raws else np.zeros(0, int)
     stale_rows = [
         {
             "host": item.target,
@@ -837,8 +866,7 @@ def assemble(
             "evidence_at": _iso(item.evidence_at),
             "reason": item.reason,
         }
-        for item in items
-        if item.raw == "stale"
+        for item in map(items.__getitem__, stale.tolist())
     ]
     result_rows = ResultRows(items, results)
 
@@ -864,7 +892,7 @@ def assemble(
         ),
         "grade": grade_of(eff_all, grades),
         "scores": overall,
-        "failed_by_severity": scores.failed("effective"),
+        "failed_by_severity": _failed_by_severity(items),
         "totals": {
             "hosts": sum(1 for h in host_rows if not h["organisation"]),
             "controls": len(control_rows),

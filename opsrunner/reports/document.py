@@ -12,7 +12,7 @@ import itertools
 import json
 import operator
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO, overload
 
@@ -230,6 +230,13 @@ class ResultRows(Sequence[dict[str, Any]]):
         self.items = items
         self._results = results
         self._index: Any = None
+        self._coded: dict[int, tuple[list[str], Any]] = {}
+
+    def coded(self, field: int) -> tuple[list[str], Any]:
+        """`_coded(items, field)`, computed once per field."""
+        if field not in self._coded:
+            self._coded[field] = _coded(self.items, field)
+        return self._coded[field]
 
     def _found(self) -> Any:
         """Per item, the index of its stored result (-1: none), as an int64 array.
@@ -377,8 +384,17 @@ def _coded(items: Sequence[Item], field: int) -> tuple[list[str], Any]:
     return names, np.fromiter(map(where.__getitem__, values), np.int64, len(values))
 
 
-def _counts(items: Sequence[Item], view: str = "effective") -> dict[str, int]:
-    names, codes = _coded(items, 8 if view == "raw" else 9)
+Coder = Callable[[int], tuple[list[str], Any]]
+
+
+def _coder(items: Sequence[Item] | ResultRows) -> Coder:
+    if isinstance(items, ResultRows):
+        return items.coded
+    return functools.partial(_coded, items)
+
+
+def _counts(items: Sequence[Item] | ResultRows, view: str = "effective") -> dict[str, int]:
+    names, codes = _coder(items)(8 if view == "raw" else 9)
     counts = np.bincount(codes, minlength=len(names)).tolist()
     return _ordered({name: n for name, n in zip(names, counts, strict=True) if n})
 
@@ -389,10 +405,10 @@ def _ordered(counts: Mapping[str, int]) -> dict[str, int]:
     }
 
 
-def _counts_by(items: Sequence[Item], key: int) -> dict[str, dict[str, int]]:
+def _counts_by(items: Sequence[Item] | ResultRows, key: int) -> dict[str, dict[str, int]]:
     """Effective status counts per target (key 0) or control (key 1)."""
-    names, by = _coded(items, key)
-    statuses, status = _coded(items, 9)
+    names, by = _coder(items)(key)
+    statuses, status = _coder(items)(9)
     width = max(len(statuses), 1)
     table = np.bincount(by * width + status, minlength=len(names) * width)
     out: dict[str, dict[str, int]] = {}
@@ -401,11 +417,11 @@ def _counts_by(items: Sequence[Item], key: int) -> dict[str, dict[str, int]]:
     return out
 
 
-def _failed_by_severity(items: Sequence[Item]) -> dict[str, int]:
+def _failed_by_severity(items: Sequence[Item] | ResultRows) -> dict[str, int]:
     """Counted, not-passing items (effective view) per severity, first seen first: what
     `Scores.failed` gives, counted on arrays."""
-    severities, severity = _coded(items, 3)
-    statuses, status = _coded(items, 9)
+    severities, severity = _coder(items)(3)
+    statuses, status = _coder(items)(9)
     bad = np.array([failing(s) for s in statuses], dtype=bool)[status]
     chosen = severity[bad]
     counts = np.bincount(chosen, minlength=len(severities))
@@ -703,16 +719,17 @@ def assemble(
     as_of = scores.as_of
     grades = _grades(policy)
     items = scores.items
+    result_rows = ResultRows(items, results)
     controls = {c.id: c for c in policy.controls}
     clause_of = {c.number: c for c in policy.clauses}
     host_rec = {h.host: h for h in hosts}
 
     overall = figures(scores.overall)
     eff_all = scores.overall.get("effective", "all").percent
-    counts_of_host = _counts_by(items, 0)
-    counts_of_control = _counts_by(items, 1)
-    targets, target = _coded(items, 0)
-    kinds, kind = _coded(items, 2)
+    counts_of_host = _counts_by(result_rows, 0)
+    counts_of_control = _counts_by(result_rows, 1)
+    targets, target = result_rows.coded(0)
+    kinds, kind = result_rows.coded(2)
     manual = np.array([k == "manual" for k in kinds], dtype=bool)[kind]
     manual_only = {targets[t] for t in np.unique(target[manual]).tolist()} - {
         targets[t] for t in np.unique(target[~manual]).tolist()
@@ -857,7 +874,7 @@ def assemble(
 
     waived_by = collections.Counter(map(operator.itemgetter(13), items))
     del waived_by[""]
-    raws, raw = _coded(items, 8)
+    raws, raw = result_rows.coded(8)
     stale = np.flatnonzero(raw == raws.index("stale")) if "stale" in raws else np.zeros(0, int)
     stale_rows = [
         {
@@ -868,7 +885,6 @@ def assemble(
         }
         for item in map(items.__getitem__, stale.tolist())
     ]
-    result_rows = ResultRows(items, results)
 
     regulation = getattr(policy, "regulation", None)
     data: dict[str, Any] = {
@@ -892,13 +908,13 @@ def assemble(
         ),
         "grade": grade_of(eff_all, grades),
         "scores": overall,
-        "failed_by_severity": _failed_by_severity(items),
+        "failed_by_severity": _failed_by_severity(result_rows),
         "totals": {
             "hosts": sum(1 for h in host_rows if not h["organisation"]),
             "controls": len(control_rows),
             "results": len(result_rows),
-            "raw": _counts(items, "raw"),
-            "effective": _counts(items, "effective"),
+            "raw": _counts(result_rows, "raw"),
+            "effective": _counts(result_rows, "effective"),
         },
         "trend": [dict(t) for t in trend] or [_trend_point(run, scores)],
         "changes": _changes(before, items, previous),

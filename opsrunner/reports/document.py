@@ -21,6 +21,7 @@ import numpy as np
 from opsrunner import __version__, paths
 from opsrunner.scoring import KINDS, VIEWS, Figure, Item, Scores, ScoreSet, run_scores
 from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
+from opsrunner.store.reading import report_results
 
 SCHEMA_VERSION = "2.0"
 PASSING = frozenset({"pass", "waived"})
@@ -226,11 +227,17 @@ class ResultRows(Sequence[dict[str, Any]]):
     #: Values per slice when a column is encoded (bounds the text held at once).
     JSON_SLICE = 250_000
 
-    def __init__(self, items: Sequence[Item], results: Sequence[ResultRecord]) -> None:
+    def __init__(
+        self, items: Sequence[Item], results: Sequence[ResultRecord], columns: Any = None
+    ) -> None:
         self.items = items
         self._results = results
         self._index: Any = None
         self._coded: dict[int, tuple[list[str], Any]] = {}
+        if columns is not None and len(columns.items) == len(items):
+            # Scoring's columns already index targets and controls (same items, same order).
+            self._coded[0] = (columns.targets, columns.target)
+            self._coded[1] = (columns.controls, columns.control)
 
     def coded(self, field: int) -> tuple[list[str], Any]:
         """`_coded(items, field)`, computed once per field."""
@@ -594,7 +601,7 @@ def build(
     """The report of one stored run (or the newest finished audit with `latest`)."""
     run = resolve_run(store, run_key)
     assert run.id is not None
-    results = store.results(run.id)
+    results = report_results(store, run.id)
     hosts = store.hosts(run.id)
     scores = run_scores(policy, run, results, hosts, model=model)
     previous = _previous_runs(store, run)
@@ -609,7 +616,7 @@ def build(
             # The previous run is scored in full (its items give "since the last run"); older
             # runs only for their trend point, once: the point is kept beside the store.
             past_scores = run_scores(
-                policy, past, store.results(past.id), store.hosts(past.id), model=model
+                policy, past, report_results(store, past.id), store.hosts(past.id), model=model
             )
             if n == 0:
                 before_items = past_scores.items
@@ -719,7 +726,7 @@ def assemble(
     as_of = scores.as_of
     grades = _grades(policy)
     items = scores.items
-    result_rows = ResultRows(items, results)
+    result_rows = ResultRows(items, results, getattr(scores, "columns", None))
     controls = {c.id: c for c in policy.controls}
     clause_of = {c.number: c for c in policy.clauses}
     host_rec = {h.host: h for h in hosts}

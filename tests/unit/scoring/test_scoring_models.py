@@ -14,7 +14,7 @@ from tests.unit.scoring.test_scoring_columnar import _same_sets, fleets
 from tests.unit.scoring.test_scoring_engine import NOW, WEIGHTS, _Policy, _Settings
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fleets(), st.sampled_from(MODELS), st.sampled_from(MODELS), st.booleans())
 def test_with_model_matches_the_reference_in_that_model(
     fleet: tuple[_Policy, list[ResultRecord], dict[str, list[str]]],

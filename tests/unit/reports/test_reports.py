@@ -491,3 +491,41 @@ def test_patching_outside_a_change_shows_in_the_report(tmp_path: Path, policy: P
     assert "outside an approved change (3.4): 1 — `20261120T0300Z-enforce-patch`" in render(
         doc, "md"
     )
+
+
+def test_report_cli_streams_the_json_to_its_file(
+    store: Store, rendered: dict[str, str], tmp_path: Path
+) -> None:
+    # `report -f json -o FILE` writes the document a column at a time: the same bytes as
+    # render(), and no temporary file left beside it.
+    from typer.testing import CliRunner
+
+    from opsrunner.cli import app
+    from opsrunner.policy import default_policy_dir
+    from tests.unit.reports.conftest import ATTESTATIONS, WAIVERS
+
+    root = tmp_path / "policy"
+    shutil.copytree(default_policy_dir(), root)
+    (root / "waivers.yml").write_text(WAIVERS, encoding="utf-8")
+    (root / "attestations.yml").write_text(ATTESTATIONS, encoding="utf-8")
+    out = tmp_path / "out" / "report.json"
+    done = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "latest",
+            "-f",
+            "json",
+            "-o",
+            str(out),
+            "--store",
+            str(store.engine.url),
+            "--state-dir",
+            str(store.state_dir),
+            "--policy",
+            str(root),
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    assert out.read_text(encoding="utf-8") == rendered["json"]
+    assert [p.name for p in out.parent.iterdir()] == ["report.json"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 
@@ -54,15 +54,18 @@ def _opened(config_file: str | None, **flags: Any) -> Iterator[tuple[Any, Any]]:
         store.close()
 
 
-def _write(text: str, output: str | None) -> None:
+def _write(text: str | Callable[[TextIO], None], output: str | None) -> None:
+    """Write a report (its text, or a writer that streams it) to a file or stdout."""
+    put = text if callable(text) else lambda out: out.write(text)
     if output is None or output == "-":
-        sys.stdout.write(text)
+        put(sys.stdout)
         return
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as out:
+            put(out)
         tmp.replace(path)
     except OSError as exc:  # a full disk: the old report stays whole, no partial file left
         tmp.unlink(missing_ok=True)
@@ -105,7 +108,10 @@ def report(
         raise _fail(f"--level {level}: choose {', '.join(LEVELS)}")
     with _opened(config_file, store=store, state_dir=state_dir, policy=policy) as (opened, pol):
         document = build(opened, pol, run, model=model)
-        _write(render(document, fmt, level=level, lang=lang), output)
+        if fmt == "json":  # streamed: a fleet's matrix never exists as one string
+            _write(document.write_json, output)
+        else:
+            _write(render(document, fmt, level=level, lang=lang), output)
 
 
 def metrics(

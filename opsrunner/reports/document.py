@@ -7,17 +7,22 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import io
+import itertools
 import json
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TextIO, overload
+
+import numpy as np
 
 from opsrunner import __version__, paths
 from opsrunner.scoring import KINDS, VIEWS, Figure, Item, Scores, ScoreSet, run_scores
 from opsrunner.store import HostRecord, ResultRecord, RunRecord, Store
+from opsrunner.store.reading import report_results
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 PASSING = frozenset({"pass", "waived"})
 EXCLUDED = frozenset({"notapplicable", "notchecked"})
 # Worse statuses first: a list of problems reads from the gravest.
@@ -130,19 +135,27 @@ class Report:
         """Reproducible JSON: sorted keys, ASCII only (bidi and control characters escaped).
 
         Compact, so that the C encoder writes a fleet's full matrix in seconds (pipe it through
-        `python -m json.tool` to read it). The results are encoded a slice at a time, so their
-        row dicts never all exist at once.
+        `python -m json.tool` to read it). See `write_json`.
         """
-        parts = []
-        for key in sorted(self.data):
+        out = io.StringIO()
+        self.write_json(out)
+        return out.getvalue()
+
+    def write_json(self, out: TextIO) -> None:
+        """Write the JSON of `to_json` to `out` a piece at a time, never as one string.
+
+        The results matrix is written column by column (schema 2.0, see `RESULT_COLUMNS`), each
+        column a slice at a time, so a fleet's two million rows never exist as dicts or text.
+        """
+        out.write("{")
+        for n, key in enumerate(sorted(self.data)):
             value = self.data[key]
+            out.write(("," if n else "") + _dumps(key) + ":")
             if isinstance(value, ResultRows):
-                body = ",".join(_dumps(chunk)[1:-1] for chunk in value.chunks() if chunk)
-                encoded = f"[{body}]"
+                value.write_json(out)
             else:
-                encoded = _dumps(value)
-            parts.append(f"{_dumps(key)}:{encoded}")
-        return "{" + ",".join(parts) + "}\n"
+                out.write(_dumps(value))
+        out.write("}\n")
 
     # Convenience views used by the renderers.
     def __getitem__(self, key: str) -> Any:
@@ -151,6 +164,53 @@ class Report:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+
+
+#: The columns of the JSON `results` (schema 2.0): what varies per host x control. What is
+#: the same for every row of one control (kind, severity, rule weight, primary clause,
+#: chapter) is said once, in that control's row of `controls`.
+RESULT_COLUMNS = (
+    "control",
+    "effective",
+    "evidence",
+    "evidence_at",
+    "evidence_sha256",
+    "evidence_truncated",
+    "host",
+    "raw",
+    "reason",
+    "run",
+    "task",
+    "waiver",
+)
+#: The per-control fields of an in-memory result row, found in `controls` in the JSON.
+CONTROL_FIELDS = {
+    "kind": "kind",
+    "severity": "severity",
+    "weight": "rule_weight",
+    "clause": "clause",
+    "chapter": "chapter",
+}
+
+
+def rows_of(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The result rows (as `ResultRows` gives them) of a document loaded from its JSON.
+
+    Schema 2.0 keeps the matrix as columns and each control's constants in `controls`; this
+    joins them back into one dict per host x control.
+    """
+    results = data["results"]
+    if isinstance(results, list):  # schema 1.x: rows already
+        yield from results
+        return
+    columns = results["columns"]
+    controls = {c["id"]: c for c in data["controls"]}
+    for k in range(results["count"]):
+        row = {name: columns[name][k] for name in RESULT_COLUMNS}
+        control = controls[row["control"]]
+        for field, source in CONTROL_FIELDS.items():
+            row[field] = control[source]
+        yield row
 
 
 class ResultRows(Sequence[dict[str, Any]]):
@@ -163,17 +223,73 @@ class ResultRows(Sequence[dict[str, Any]]):
     """
 
     CHUNK = 20_000
+    #: Values per slice when a column is encoded (bounds the text held at once).
+    JSON_SLICE = 250_000
 
-    def __init__(self, items: Sequence[Item], results: Sequence[ResultRecord]) -> None:
+    def __init__(
+        self, items: Sequence[Item], results: Sequence[ResultRecord], columns: Any = None
+    ) -> None:
         self.items = items
         self._results = results
-        self._found: dict[tuple[str, str], ResultRecord] | None = None
+        self._index: Any = None
+        self._coded: dict[int, tuple[list[str], Any]] = {}
+        if columns is not None and len(columns.items) == len(items):
+            # Scoring's columns already index targets and controls (same items, same order).
+            self._coded[0] = (columns.targets, columns.target)
+            self._coded[1] = (columns.controls, columns.control)
 
-    def row(self, item: Item) -> dict[str, Any]:
-        """The row of one item."""
-        if self._found is None:
-            self._found = {(r.host, r.control_id): r for r in self._results}
-        found = self._found.get((item.target, item.control_id))
+    def coded(self, field: int) -> tuple[list[str], Any]:
+        """`_coded(items, field)`, computed once per field."""
+        if field not in self._coded:
+            self._coded[field] = _coded(self.items, field)
+        return self._coded[field]
+
+    def _found(self) -> Any:
+        """Per item, the index of its stored result (-1: none), as an int64 array.
+
+        The last of several results of one host x control wins, as a dict built in order
+        would; numpy keys instead of a dict of two million tuples keep this to a few arrays.
+        """
+        if self._index is not None:
+            return self._index
+        results, items = self._results, self.items
+        n_r = len(results)
+        if not n_r:
+            self._index = np.full(len(items), -1, dtype=np.int64)
+            return self._index
+        # map() over C callables: no Python frame per result or item.
+        r_hosts = list(map(operator.attrgetter("host"), results))
+        r_controls = list(map(operator.attrgetter("control_id"), results))
+        hosts = {name: k for k, name in enumerate(dict.fromkeys(r_hosts))}
+        controls = {name: k for k, name in enumerate(dict.fromkeys(r_controls))}
+        r_host = np.fromiter(map(hosts.__getitem__, r_hosts), np.int64, n_r)
+        r_control = np.fromiter(map(controls.__getitem__, r_controls), np.int64, n_r)
+        del r_hosts, r_controls
+        width = max(len(controls), 1) + 1
+        keys = r_host * width + r_control
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        n_i = len(items)
+        i_host = np.fromiter(
+            map(hosts.get, map(operator.itemgetter(0), items), itertools.repeat(-1)), np.int64, n_i
+        )
+        i_control = np.fromiter(
+            map(controls.get, map(operator.itemgetter(1), items), itertools.repeat(width - 1)),
+            np.int64,
+            n_i,
+        )
+        wanted = i_host * width + i_control
+        at = np.maximum(np.searchsorted(keys, wanted, side="right") - 1, 0)
+        hit = (i_host >= 0) & (keys[at] == wanted)
+        self._index = np.where(hit, order[at], -1)
+        return self._index
+
+    def row(self, item: Item, index: int | None = None) -> dict[str, Any]:
+        """The row of one item (`index`: its position in `items`, when the caller knows it)."""
+        if index is None:
+            index = self.items.index(item)
+        k = int(self._found()[index])
+        found = self._results[k] if k >= 0 else None
         return {
             "host": item.target,
             "control": item.control_id,
@@ -197,7 +313,41 @@ class ResultRows(Sequence[dict[str, Any]]):
     def chunks(self) -> Iterator[list[dict[str, Any]]]:
         """The rows, a slice at a time."""
         for start in range(0, len(self.items), self.CHUNK):
-            yield [self.row(i) for i in self.items[start : start + self.CHUNK]]
+            stop = min(start + self.CHUNK, len(self.items))
+            yield [self.row(self.items[k], k) for k in range(start, stop)]
+
+    def column(self, name: str, start: int, stop: int) -> list[Any]:
+        """Values `start:stop` of one JSON column."""
+        items = self.items[start:stop]
+        field = _ITEM_FIELD.get(name)
+        if field is not None:
+            return list(map(operator.itemgetter(field), items))
+        if name == "evidence_at":
+            times = list(map(operator.itemgetter(12), items))
+            text = {t: _iso(t) for t in set(times)}
+            return list(map(text.__getitem__, times))
+        found = self._found()[start:stop]
+        default = {"evidence_sha256": "", "evidence_truncated": False, "task": ""}[name]
+        if not len(self._results):
+            return [default] * len(found)
+        values = list(
+            map(operator.attrgetter(name), map(self._results.__getitem__, found.tolist()))
+        )
+        for k in np.flatnonzero(found < 0).tolist():  # no stored result (picked the last one)
+            values[k] = default
+        return values
+
+    def write_json(self, out: TextIO) -> None:
+        """`{"columns": {name: [values…]}, "count": n}`, each column a slice at a time."""
+        n = len(self.items)
+        out.write('{"columns":{')
+        for c, name in enumerate(RESULT_COLUMNS):
+            out.write(("," if c else "") + _dumps(name) + ":[")
+            for start in range(0, n, self.JSON_SLICE):
+                values = self.column(name, start, min(start + self.JSON_SLICE, n))
+                out.write(("," if start else "") + _dumps(values)[1:-1])
+            out.write("]")
+        out.write('},"count":' + str(n) + "}")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -208,17 +358,51 @@ class ResultRows(Sequence[dict[str, Any]]):
     def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
     def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(index, slice):
-            return [self.row(i) for i in self.items[index]]
-        return self.row(self.items[index])
+            return [self.row(self.items[k], k) for k in range(*index.indices(len(self.items)))]
+        if index < 0:
+            index += len(self.items)
+        return self.row(self.items[index], index)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for chunk in self.chunks():
             yield from chunk
 
 
-def _counts(items: Iterable[Item], view: str = "effective") -> dict[str, int]:
-    field = 8 if view == "raw" else 9
-    return _ordered(collections.Counter(map(operator.itemgetter(field), items)))
+#: JSON columns read straight off an item (its field number).
+_ITEM_FIELD = {
+    "host": 0,
+    "control": 1,
+    "raw": 8,
+    "effective": 9,
+    "reason": 10,
+    "evidence": 11,
+    "waiver": 13,
+    "run": 14,
+}
+
+
+def _coded(items: Sequence[Item], field: int) -> tuple[list[str], Any]:
+    """The distinct values of one item field (first seen first) and each item's index into
+    them, as an int64 array: counting two million items is then one bincount."""
+    values = list(map(operator.itemgetter(field), items))
+    names = list(dict.fromkeys(values))
+    where = {name: k for k, name in enumerate(names)}
+    return names, np.fromiter(map(where.__getitem__, values), np.int64, len(values))
+
+
+Coder = Callable[[int], tuple[list[str], Any]]
+
+
+def _coder(items: Sequence[Item] | ResultRows) -> Coder:
+    if isinstance(items, ResultRows):
+        return items.coded
+    return functools.partial(_coded, items)
+
+
+def _counts(items: Sequence[Item] | ResultRows, view: str = "effective") -> dict[str, int]:
+    names, codes = _coder(items)(8 if view == "raw" else 9)
+    counts = np.bincount(codes, minlength=len(names)).tolist()
+    return _ordered({name: n for name, n in zip(names, counts, strict=True) if n})
 
 
 def _ordered(counts: Mapping[str, int]) -> dict[str, int]:
@@ -227,15 +411,28 @@ def _ordered(counts: Mapping[str, int]) -> dict[str, int]:
     }
 
 
-def _counts_by(items: Sequence[Item], key: int) -> dict[str, dict[str, int]]:
+def _counts_by(items: Sequence[Item] | ResultRows, key: int) -> dict[str, dict[str, int]]:
     """Effective status counts per target (key 0) or control (key 1)."""
-    pairs = collections.Counter(
-        zip(map(operator.itemgetter(key), items), map(operator.itemgetter(9), items), strict=True)
-    )
+    names, by = _coder(items)(key)
+    statuses, status = _coder(items)(9)
+    width = max(len(statuses), 1)
+    table = np.bincount(by * width + status, minlength=len(names) * width)
     out: dict[str, dict[str, int]] = {}
-    for (name, status), n in pairs.items():
-        out.setdefault(name, {})[status] = n
-    return {name: _ordered(counts) for name, counts in out.items()}
+    for name, row in zip(names, table.reshape(len(names), width).tolist(), strict=True):
+        out[name] = _ordered({s: n for s, n in zip(statuses, row, strict=True) if n})
+    return out
+
+
+def _failed_by_severity(items: Sequence[Item] | ResultRows) -> dict[str, int]:
+    """Counted, not-passing items (effective view) per severity, first seen first: what
+    `Scores.failed` gives, counted on arrays."""
+    severities, severity = _coder(items)(3)
+    statuses, status = _coder(items)(9)
+    bad = np.array([failing(s) for s in statuses], dtype=bool)[status]
+    chosen = severity[bad]
+    counts = np.bincount(chosen, minlength=len(severities))
+    present, first = np.unique(chosen, return_index=True)
+    return {severities[k]: int(counts[k]) for k in present[np.argsort(first)].tolist()}
 
 
 def _failing_of(counts: Mapping[str, int]) -> int:
@@ -403,7 +600,7 @@ def build(
     """The report of one stored run (or the newest finished audit with `latest`)."""
     run = resolve_run(store, run_key)
     assert run.id is not None
-    results = store.results(run.id)
+    results = report_results(store, run.id)
     hosts = store.hosts(run.id)
     scores = run_scores(policy, run, results, hosts, model=model)
     previous = _previous_runs(store, run)
@@ -418,7 +615,7 @@ def build(
             # The previous run is scored in full (its items give "since the last run"); older
             # runs only for their trend point, once: the point is kept beside the store.
             past_scores = run_scores(
-                policy, past, store.results(past.id), store.hosts(past.id), model=model
+                policy, past, report_results(store, past.id), store.hosts(past.id), model=model
             )
             if n == 0:
                 before_items = past_scores.items
@@ -525,16 +722,20 @@ def assemble(
     as_of = scores.as_of
     grades = _grades(policy)
     items = scores.items
+    result_rows = ResultRows(items, results, getattr(scores, "columns", None))
     controls = {c.id: c for c in policy.controls}
     clause_of = {c.number: c for c in policy.clauses}
     host_rec = {h.host: h for h in hosts}
 
     overall = figures(scores.overall)
     eff_all = scores.overall.get("effective", "all").percent
-    counts_of_host = _counts_by(items, 0)
-    counts_of_control = _counts_by(items, 1)
-    manual_only = {i.target for i in items if i.kind == "manual"} - {
-        i.target for i in items if i.kind != "manual"
+    counts_of_host = _counts_by(result_rows, 0)
+    counts_of_control = _counts_by(result_rows, 1)
+    targets, target = result_rows.coded(0)
+    kinds, kind = result_rows.coded(2)
+    manual = np.array([k == "manual" for k in kinds], dtype=bool)[kind]
+    manual_only = {targets[t] for t in np.unique(target[manual]).tolist()} - {
+        targets[t] for t in np.unique(target[~manual]).tolist()
     }
 
     # Hosts with results that are no longer in the scored fleet (scoring's `retired`).
@@ -575,6 +776,7 @@ def assemble(
         counts = counts_of_control.get(control.id, {})
         table = scores.by_control[control.id]
         weight = float(weights.get(control.severity, 1.0)) * float(control.weight)
+        primary = control.source[0] if control.source else ""
         control_rows.append(
             {
                 "id": control.id,
@@ -583,6 +785,10 @@ def assemble(
                 "kind": control.kind,
                 "severity": control.severity,
                 "weight": control.weight,
+                # What every result row of this control shares (schema 2.0 says it once here).
+                "rule_weight": weight,
+                "clause": primary,
+                "chapter": primary.split(".", 1)[0],
                 "owner": control.owner,
                 "role": control.role or "",
                 "task_prefix": control.prefix if hasattr(control, "prefix") else control.id,
@@ -669,7 +875,10 @@ def assemble(
             }
         )
 
-    waived_by = collections.Counter(i.waiver for i in items if i.waiver)
+    waived_by = collections.Counter(map(operator.itemgetter(13), items))
+    del waived_by[""]
+    raws, raw = result_rows.coded(8)
+    stale = np.flatnonzero(raw == raws.index("stale")) if "stale" in raws else np.zeros(0, int)
     stale_rows = [
         {
             "host": item.target,
@@ -677,10 +886,8 @@ def assemble(
             "evidence_at": _iso(item.evidence_at),
             "reason": item.reason,
         }
-        for item in items
-        if item.raw == "stale"
+        for item in map(items.__getitem__, stale.tolist())
     ]
-    result_rows = ResultRows(items, results)
 
     regulation = getattr(policy, "regulation", None)
     data: dict[str, Any] = {
@@ -704,13 +911,13 @@ def assemble(
         ),
         "grade": grade_of(eff_all, grades),
         "scores": overall,
-        "failed_by_severity": scores.failed("effective"),
+        "failed_by_severity": _failed_by_severity(result_rows),
         "totals": {
             "hosts": sum(1 for h in host_rows if not h["organisation"]),
             "controls": len(control_rows),
             "results": len(result_rows),
-            "raw": _counts(items, "raw"),
-            "effective": _counts(items, "effective"),
+            "raw": _counts(result_rows, "raw"),
+            "effective": _counts(result_rows, "effective"),
         },
         "trend": [dict(t) for t in trend] or [_trend_point(run, scores)],
         "changes": _changes(before, items, previous),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import heapq
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from opsrunner.reports.document import STATUS_ORDER, Report, ResultRows, failing
 from opsrunner.reports.i18n import labels
@@ -142,7 +142,7 @@ def _matrix(report: Report) -> dict[str, Any]:
     names = [h["host"] for h in shown]
     wanted = set(names)
     cells: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in _rows(report, lambda host, _control: host in wanted):
+    for row in _rows(report, wanted):
         cells[(row["control"], row["host"])] = row
     controls = [c for c in report["controls"] if c["kind"] == "automated"]
     order = {cid: n for n, cid in enumerate(report["worst_controls"])}
@@ -173,45 +173,51 @@ def _num(text: str) -> tuple[int, ...]:
     return tuple(int(p) if p.isdigit() else 0 for p in text.split("."))
 
 
-def _rows(report: Report, wanted: Callable[[str, str], bool]) -> Iterator[dict[str, Any]]:
-    """The result rows of the (host, control) pairs wanted, without making the others."""
+def _rows(report: Report, hosts: set[str]) -> Iterator[dict[str, Any]]:
+    """The result rows of these hosts, without making the others."""
     results = report["results"]
     if isinstance(results, ResultRows):
-        for item in results.items:
-            if wanted(item.target, item.control_id):
-                yield results.row(item)
+        names, target = results.coded(0)
+        chosen = np.array([name in hosts for name in names], dtype=bool)
+        for k in np.flatnonzero(chosen[target] if len(names) else chosen).tolist():
+            yield results.row(results.items[k], k)
     else:
-        yield from (r for r in results if wanted(r["host"], r["control"]))
+        yield from (r for r in results if r["host"] in hosts)
 
 
 def _trail(report: Report) -> list[dict[str, Any]]:
-    # Per control, its worst TRAIL_SAMPLES results and how many more: ranked on the items
-    # (cheap tuples), so only the samples become rows.
+    # Per control, its worst TRAIL_SAMPLES results and how many more: ranked on arrays
+    # (control, then status from the worst, then host name), so only the samples become rows.
     rank = {s: n for n, s in enumerate(STATUS_ORDER)}
     results = report["results"]
     by_control: dict[str, list[dict[str, Any]]] = {}
     counted: dict[str, int] = {}
-    if isinstance(results, ResultRows):
-        ranked: dict[str, list[Any]] = {}
-        for item in results.items:
-            ranked.setdefault(item.control_id, []).append(item)
-        for cid, these in ranked.items():
-            counted[cid] = len(these)
-            best = heapq.nsmallest(
-                TRAIL_SAMPLES, these, key=lambda i: (rank.get(i.effective, 99), i.target)
-            )
-            by_control[cid] = [results.row(i) for i in best]
+    if isinstance(results, ResultRows) and len(results):
+        controls, control = results.coded(1)
+        statuses, status = results.coded(9)
+        targets, target = results.coded(0)
+        by_name = np.argsort(np.array(targets, dtype=object))
+        name_rank = np.empty(len(targets), dtype=np.int64)
+        name_rank[by_name] = np.arange(len(targets))
+        status_rank = np.array([rank.get(s, 99) for s in statuses], dtype=np.int64)
+        order = np.lexsort((name_rank[target], status_rank[status], control))
+        starts = np.searchsorted(control[order], np.arange(len(controls) + 1))
+        for c, cid in enumerate(controls):
+            start, stop = int(starts[c]), int(starts[c + 1])
+            counted[cid] = stop - start
+            best = order[start : min(stop, start + TRAIL_SAMPLES)].tolist()
+            by_control[cid] = [results.row(results.items[k], k) for k in best]
     else:
         for row in results:
             by_control.setdefault(row["control"], []).append(row)
         counted = {cid: len(rows) for cid, rows in by_control.items()}
-    controls = {c["id"]: c for c in report["controls"]}
+    controls_of = {c["id"]: c for c in report["controls"]}
     out = []
     for clause in report["clauses"]:
         entries = []
         for cid in clause["controls"]:
-            control = controls.get(cid)
-            if control is None:
+            control_row = controls_of.get(cid)
+            if control_row is None:
                 continue
             rows = sorted(
                 by_control.get(cid, []),
@@ -219,7 +225,7 @@ def _trail(report: Report) -> list[dict[str, Any]]:
             )
             entries.append(
                 {
-                    "control": control,
+                    "control": control_row,
                     "samples": rows[:TRAIL_SAMPLES],
                     "more": max(counted.get(cid, 0) - TRAIL_SAMPLES, 0),
                 }

@@ -20,6 +20,7 @@ from opsrunner.policy import Policy
 from opsrunner.reports import FORMATS, SCHEMA_VERSION, Report, build, render
 from opsrunner.reports import metrics as prom
 from opsrunner.reports import oscal as oscal_mod
+from opsrunner.reports.document import rows_of
 from opsrunner.reports.html import LEVELS, MATRIX_HOSTS
 from opsrunner.store import Store
 from tests.unit.reports.conftest import EVIL_EVIDENCE, EVIL_HOST
@@ -48,9 +49,20 @@ def test_json_matches_the_versioned_schema(rendered: dict[str, str]) -> None:
 def test_the_schema_rejects_a_broken_document(rendered: dict[str, str]) -> None:
     schema = json.loads((ROOT / "docs" / "report-schema.json").read_text())
     data = json.loads(rendered["json"])
-    data["results"][0]["effective"] = "green"
+    data["results"]["columns"]["effective"][0] = "green"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema)
+
+
+def test_json_columns_give_back_every_row(report: Report, rendered: dict[str, str]) -> None:
+    # Schema 2.0 keeps the matrix as columns and per-control constants in `controls`: joined
+    # again they are exactly the rows every other format is rendered from.
+    data = json.loads(rendered["json"])
+    assert data["results"]["count"] == len(report["results"]) == data["totals"]["results"]
+    assert list(rows_of(data)) == list(report["results"])
+    streamed = io.StringIO()
+    report.write_json(streamed)
+    assert streamed.getvalue() == rendered["json"]
 
 
 def test_same_run_renders_the_same_bytes(
@@ -356,7 +368,9 @@ def test_large_fleet_html_shows_the_worst_hosts_first(policy: Policy) -> None:
     assert page.count('class="h" data-host=') == MATRIX_HOSTS
     worst = doc["hosts"][0]["host"]
     assert f'data-host="{worst}"' in page
-    assert len(json.loads(render(doc, "json"))["results"]) == 300 * 20
+    results = json.loads(render(doc, "json"))["results"]
+    assert results["count"] == 300 * 20
+    assert {len(values) for values in results["columns"].values()} == {300 * 20}
 
 
 def test_publish_writes_the_report_and_metrics(
@@ -477,3 +491,41 @@ def test_patching_outside_a_change_shows_in_the_report(tmp_path: Path, policy: P
     assert "outside an approved change (3.4): 1 — `20261120T0300Z-enforce-patch`" in render(
         doc, "md"
     )
+
+
+def test_report_cli_streams_the_json_to_its_file(
+    store: Store, rendered: dict[str, str], tmp_path: Path
+) -> None:
+    # `report -f json -o FILE` writes the document a column at a time: the same bytes as
+    # render(), and no temporary file left beside it.
+    from typer.testing import CliRunner
+
+    from opsrunner.cli import app
+    from opsrunner.policy import default_policy_dir
+    from tests.unit.reports.conftest import ATTESTATIONS, WAIVERS
+
+    root = tmp_path / "policy"
+    shutil.copytree(default_policy_dir(), root)
+    (root / "waivers.yml").write_text(WAIVERS, encoding="utf-8")
+    (root / "attestations.yml").write_text(ATTESTATIONS, encoding="utf-8")
+    out = tmp_path / "out" / "report.json"
+    done = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "latest",
+            "-f",
+            "json",
+            "-o",
+            str(out),
+            "--store",
+            str(store.engine.url),
+            "--state-dir",
+            str(store.state_dir),
+            "--policy",
+            str(root),
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    assert out.read_text(encoding="utf-8") == rendered["json"]
+    assert [p.name for p in out.parent.iterdir()] == ["report.json"]

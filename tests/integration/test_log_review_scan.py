@@ -1,4 +1,4 @@
-"""log_review_scan's parsing and thresholds on journal lines as sshd, sudo and the kernel log."""
+"""log_review_probe's parsing and thresholds on journal lines as sshd, sudo and the kernel log."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 
 from opsrunner.paths import project_root
 
-MODULE = project_root() / "roles/log_review/library/log_review_scan.py"
+MODULE = project_root() / "roles/log_review/library/log_review_probe.py"
 
 
 @pytest.fixture(scope="module")
 def scan() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("log_review_scan", MODULE)
+    spec = importlib.util.spec_from_file_location("log_review_probe", MODULE)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
+import os
+import stat
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-untyped]
@@ -18,6 +21,10 @@ description:
     the file on disk. Never changes the host; safe in check mode.
   - A packet reaches a local socket only if every input base chain accepts it,
     so the open ports are those accepted by every chain whose policy is drop.
+  - Given C(config_content) (the policy rule set rendered on the controller), it
+    also compares the boot-time file (content, owner root:root, mode) and asks
+    systemd whether C(service) is enabled, so the audit of FW-004 needs no
+    template or service task on the host (one round trip for the whole role).
 options:
   allowed_tcp_ports:
     {type: list, elements: int, default: [], description: TCP ports the policy allows.}
@@ -28,6 +35,12 @@ options:
     {type: list, elements: str, default: [], description: Networks SSH is always accepted from.}
   client_address:
     {type: str, default: "", description: Address of the current management connection.}
+  config_path:
+    {type: str, default: "", description: "Boot-time rule set file (empty: not compared)."}
+  config_content: {type: str, default: "", description: The policy rule set the file should hold.}
+  config_mode: {type: str, default: "0700", description: The file's wanted mode (octal).}
+  service:
+    {type: str, default: "", description: "Unit that loads the file at boot (empty: not asked)."}
 author: opsrunner
 """
 
@@ -43,6 +56,11 @@ drop_logging: {description: Every drop chain logs with a rate limit., type: bool
 listeners: {description: Sockets listening on non-loopback addresses., type: list}
 uncovered_listeners: {description: Listeners whose port the allowlist does not cover., type: list}
 client_covered: {description: The management client is inside an admin network., type: bool}
+boot:
+  description: >-
+    Boot-time state (path, exists, content_matches, owner_ok, mode, mode_ok, ok,
+    diff, service, service_enabled, service_state); empty without config_path.
+  type: dict
 """
 
 _ALL = "any"
@@ -178,11 +196,16 @@ def _service(info: dict[str, Any]) -> list[dict[str, Any]]:
     """What an accept rule opens: one entry per protocol, or one 'any' entry."""
     sources = [str(n) for n in info["sources"]] if info["sources"] else ["any"]
     if info["ports"] is None:
-        return [{"proto": _ALL, "ports": [[0, 65535]], "sources": sources,
-                 "handle": info["handle"]}]
+        return [
+            {"proto": _ALL, "ports": [[0, 65535]], "sources": sources, "handle": info["handle"]}
+        ]
     return [
-        {"proto": p, "ports": [list(r) for r in info["ports"]], "sources": sources,
-         "handle": info["handle"]}
+        {
+            "proto": p,
+            "ports": [list(r) for r in info["ports"]],
+            "sources": sources,
+            "handle": info["handle"],
+        }
         for p in (info["protos"] or ["tcp", "udp"])
     ]
 
@@ -200,8 +223,11 @@ def _analyse(ruleset: list[dict[str, Any]], params: dict[str, Any]) -> dict[str,
             key = (c["family"], c["table"], c["name"])
             if c.get("hook") == "input" and c.get("family") in ("inet", "ip", "ip6"):
                 chains[key] = {
-                    "family": c["family"], "table": c["table"], "name": c["name"],
-                    "policy": c.get("policy", "accept"), "prio": c.get("prio"),
+                    "family": c["family"],
+                    "table": c["table"],
+                    "name": c["name"],
+                    "policy": c.get("policy", "accept"),
+                    "prio": c.get("prio"),
                 }
         elif "rule" in item:
             r = item["rule"]
@@ -210,8 +236,10 @@ def _analyse(ruleset: list[dict[str, Any]], params: dict[str, Any]) -> dict[str,
     drop_chains = [k for k, c in chains.items() if c["policy"] == "drop"]
     admin = [ipaddress.ip_network(n, strict=False) for n in params["admin_networks"]]
     ssh_port = params["ssh_port"]
-    allowed = {"tcp": set(params["allowed_tcp_ports"]) | {ssh_port},
-               "udp": set(params["allowed_udp_ports"])}
+    allowed = {
+        "tcp": set(params["allowed_tcp_ports"]) | {ssh_port},
+        "udp": set(params["allowed_udp_ports"]),
+    }
 
     open_services: list[dict[str, Any]] = []
     unexpected: list[dict[str, Any]] = []
@@ -234,8 +262,10 @@ def _analyse(ruleset: list[dict[str, Any]], params: dict[str, Any]) -> dict[str,
             for svc in _service(info):
                 svc["chain"] = chain_name
                 ports = ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in svc["ports"])
-                svc["text"] = (f"{svc['proto']}/{ports} from {','.join(svc['sources'])}"
-                               f" ({chain_name} handle {svc['handle']})")
+                svc["text"] = (
+                    f"{svc['proto']}/{ports} from {','.join(svc['sources'])}"
+                    f" ({chain_name} handle {svc['handle']})"
+                )
                 open_services.append(svc)
                 if svc["proto"] == _ALL or any(
                     p not in allowed[svc["proto"]]
@@ -247,8 +277,7 @@ def _analyse(ruleset: list[dict[str, Any]], params: dict[str, Any]) -> dict[str,
                     srcs = info["sources"]
                     for net in admin:
                         if srcs is None or any(
-                            net.version == s.version and net.subnet_of(s)
-                            for s in srcs
+                            net.version == s.version and net.subnet_of(s) for s in srcs
                         ):
                             uncovered.discard(str(net))
         uncovered_per_chain.append(uncovered)
@@ -310,9 +339,52 @@ def _listeners(ss_text: str) -> list[dict[str, Any]]:
         seen.add(key)
         shown = f"[{host}]" if ":" in host else (host or "*")
         text = f"{proto} {shown}:{port_text}" + (f" ({process})" if process else "")
-        out.append({"proto": proto, "address": host or "*", "port": int(port_text),
-                    "process": process, "text": text})
+        out.append(
+            {
+                "proto": proto,
+                "address": host or "*",
+                "port": int(port_text),
+                "process": process,
+                "text": text,
+            }
+        )
     return sorted(out, key=lambda x: (x["proto"], x["port"], x["address"]))
+
+
+def _boot_file(path: str, want: str, mode: str) -> dict[str, Any]:
+    """Compare the boot-time file with the wanted content, owner root:root and mode."""
+    out: dict[str, Any] = {
+        "path": path,
+        "exists": False,
+        "content_matches": False,
+        "owner_ok": False,
+        "mode": "",
+        "mode_ok": False,
+        "diff": "",
+    }
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as fh:
+            have = fh.read()
+    except FileNotFoundError:
+        out["diff"] = f"{path} is missing"
+        return out
+    out["exists"] = True
+    out["owner_ok"] = st.st_uid == 0 and st.st_gid == 0
+    out["mode"] = f"{stat.S_IMODE(st.st_mode):04o}"
+    out["mode_ok"] = stat.S_IMODE(st.st_mode) == int(mode, 8)
+    out["content_matches"] = have == want.encode()
+    if not out["content_matches"]:
+        lines = difflib.unified_diff(
+            have.decode(errors="replace").splitlines(),
+            want.splitlines(),
+            f"{path} (host)",
+            f"{path} (policy)",
+            lineterm="",
+            n=1,
+        )
+        out["diff"] = "\n".join(list(lines)[:60])
+    return out
 
 
 def main() -> None:
@@ -323,28 +395,47 @@ def main() -> None:
             "ssh_port": {"type": "int", "default": 22},
             "admin_networks": {"type": "list", "elements": "str", "default": []},
             "client_address": {"type": "str", "default": ""},
+            "config_path": {"type": "str", "default": ""},
+            "config_content": {"type": "str", "default": ""},
+            "config_mode": {"type": "str", "default": "0700"},
+            "service": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
     )
+    boot: dict[str, Any] = {}
+    if module.params["config_path"]:
+        boot = _boot_file(
+            module.params["config_path"],
+            module.params["config_content"],
+            module.params["config_mode"],
+        )
+        boot["ok"] = boot["content_matches"] and boot["owner_ok"] and boot["mode_ok"]
+    if module.params["service"]:
+        systemctl = module.get_bin_path("systemctl", required=True)
+        # rc 0 of is-enabled is what systemd (and the systemd_service module) call enabled.
+        rc, state, _err = module.run_command([systemctl, "is-enabled", module.params["service"]])
+        boot["service"] = module.params["service"]
+        boot["service_enabled"] = rc == 0
+        boot["service_state"] = state.strip() or "not-found"
     nft = module.get_bin_path("nft", required=True)
     ss = module.get_bin_path("ss", required=True)
     rc, out, err = module.run_command([nft, "-j", "list", "ruleset"])
     if rc != 0:
-        module.fail_json(msg=f"nft -j list ruleset failed: {err.strip() or out.strip()}")
+        module.fail_json(msg=f"nft -j list ruleset failed: {err.strip() or out.strip()}", boot=boot)
     try:
         ruleset = json.loads(out or '{"nftables": []}').get("nftables", [])
     except ValueError as exc:
-        module.fail_json(msg=f"nft -j list ruleset printed no JSON: {exc}")
+        module.fail_json(msg=f"nft -j list ruleset printed no JSON: {exc}", boot=boot)
     rc, ss_out, err = module.run_command([ss, "-Htlnup"])
     if rc != 0:
-        module.fail_json(msg=f"ss -Htlnup failed: {err.strip()}")
+        module.fail_json(msg=f"ss -Htlnup failed: {err.strip()}", boot=boot)
     params = dict(module.params)
     params["_ss"] = ss_out
     try:
         result = _analyse(ruleset, params)
     except ValueError as exc:
-        module.fail_json(msg=f"cannot analyse the rule set: {exc}")
-    module.exit_json(changed=False, **result)
+        module.fail_json(msg=f"cannot analyse the rule set: {exc}", boot=boot)
+    module.exit_json(changed=False, boot=boot, **result)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 #!/usr/bin/python
-"""Read-only log review scan: journal findings, failed units and journald's effective settings."""
+"""Read-only log review probe: journal findings, failed units, journald's settings and files."""
 
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
 import re
+import stat
 import subprocess
 from pathlib import Path
 
@@ -12,8 +16,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 ---
-module: log_review_scan
-short_description: Scan the last period of the journal for review findings (read-only)
+module: log_review_probe
+short_description: Everything the log_review controls check, in one read-only call
 description:
   - Reads the systemd journal of the last I(since_hours) hours and returns failed
     SSH logins by source address, sudo use and sudo failures by user, OOM kills
@@ -21,6 +25,9 @@ description:
     Storage/MaxRetentionSec/SystemMaxUse after all drop-ins.
   - Never changes the host; it supports check mode and reports C(changed=false).
   - Each section carries its own C(error) so one broken probe does not hide the others.
+  - Given C(files), it also compares files and directories with what the role
+    would write (content rendered on the controller, owner, group, mode), so the
+    audit of LOG-001 needs no file or template task on the host.
   - Counts at or above a threshold become findings with the severity given for
     their kind; everything below is still returned as observed counts.
 options:
@@ -49,12 +56,19 @@ options:
     elements: str
     choices: [ssh, sudo, kernel, units, journald]
     default: [ssh, sudo, kernel, units, journald]
+  files:
+    description: >-
+      Paths to compare, each C(path), C(state) (file or directory), C(owner),
+      C(group), C(mode) (octal string) and, for a file, C(content).
+    type: list
+    elements: dict
+    default: []
 author: [opsrunner]
 """
 
 EXAMPLES = r"""
 - name: "LOG-002 | Scan the journal of the review period"
-  log_review_scan:
+  log_review_probe:
     since_hours: 24
     thresholds: {ssh_failed: 10, sudo_failed: 3, oom: 1, disk: 1, failed_unit: 1}
     severities: {ssh_failed: high, sudo_failed: medium, oom: high, disk: high, failed_unit: medium}
@@ -83,6 +97,10 @@ journald:
   description: "effective {key: value}, sources (files read), persistent_dir, error"
   returned: always
   type: dict
+files:
+  description: "per path: exists, ok, problems (what differs), mode, owner, group"
+  returned: always
+  type: dict
 """
 
 # sshd: one event per failed authentication ("Failed <method> for ..."); an
@@ -106,13 +124,22 @@ _DISK = re.compile(
 # kills and disk errors; other programs (e.g. Ansible logging its own module
 # arguments) must not match. Repeated fields are OR-ed by journalctl, "+" ORs groups.
 _KERNEL_MATCHES = (
-    "_TRANSPORT=kernel", "+", "SYSLOG_IDENTIFIER=kernel", "SYSLOG_IDENTIFIER=systemd",
-    "SYSLOG_IDENTIFIER=systemd-oomd", "SYSLOG_IDENTIFIER=smartd",
+    "_TRANSPORT=kernel",
+    "+",
+    "SYSLOG_IDENTIFIER=kernel",
+    "SYSLOG_IDENTIFIER=systemd",
+    "SYSLOG_IDENTIFIER=systemd-oomd",
+    "SYSLOG_IDENTIFIER=smartd",
 )
 _JOURNALD_KEYS = ("Storage", "MaxRetentionSec", "SystemMaxUse")
 _DEFAULT_THRESHOLDS = {"ssh_failed": 10, "sudo_failed": 3, "oom": 1, "disk": 1, "failed_unit": 1}
-_DEFAULT_SEVERITIES = {"ssh_failed": "high", "sudo_failed": "medium", "oom": "high",
-                       "disk": "high", "failed_unit": "medium"}
+_DEFAULT_SEVERITIES = {
+    "ssh_failed": "high",
+    "sudo_failed": "medium",
+    "oom": "high",
+    "disk": "high",
+    "failed_unit": "medium",
+}
 _SEVERITIES = ("low", "medium", "high", "critical")
 _SECTIONS = ("ssh", "sudo", "kernel", "units", "journald")
 
@@ -129,9 +156,14 @@ class _Rules:
         if count < threshold:
             return None
         severity = self.severities[kind]
-        return {"kind": kind, "subject": subject, "count": count, "threshold": threshold,
-                "severity": severity,
-                "text": f"{what} {subject}: {count} (threshold {threshold}, {severity})"}
+        return {
+            "kind": kind,
+            "subject": subject,
+            "count": count,
+            "threshold": threshold,
+            "severity": severity,
+            "text": f"{what} {subject}: {count} (threshold {threshold}, {severity})",
+        }
 
 
 def _summary(findings: list[dict[str, object]], clean: str) -> str:
@@ -175,12 +207,20 @@ def _ssh(since_hours: int, rules: _Rules) -> dict[str, object]:
         by_source[source] = by_source.get(source, 0) + count
     for source, _port in invalid - set(failed):
         by_source[source] = by_source.get(source, 0) + 1
-    findings = [f for source, count in sorted(by_source.items())
-                if (f := rules.finding("ssh_failed", source, count, "failed SSH logins from"))]
+    findings = [
+        f
+        for source, count in sorted(by_source.items())
+        if (f := rules.finding("ssh_failed", source, count, "failed SSH logins from"))
+    ]
     total = sum(by_source.values())
-    return {"failed_by_source": by_source, "findings": findings,
-            "summary": _summary(findings, f"{total} failed SSH login(s) from {len(by_source)} "
-                                          "source(s), none at the threshold")}
+    return {
+        "failed_by_source": by_source,
+        "findings": findings,
+        "summary": _summary(
+            findings,
+            f"{total} failed SSH login(s) from {len(by_source)} source(s), none at the threshold",
+        ),
+    }
 
 
 def _sudo(since_hours: int, rules: _Rules) -> dict[str, object]:
@@ -198,12 +238,19 @@ def _sudo(since_hours: int, rules: _Rules) -> dict[str, object]:
         command = _SUDO_COMMAND.match(message)
         if command:
             commands[command.group(1)] = commands.get(command.group(1), 0) + 1
-    findings = [f for user, count in sorted(failures.items())
-                if (f := rules.finding("sudo_failed", user, count, "failed sudo attempts by"))]
+    findings = [
+        f
+        for user, count in sorted(failures.items())
+        if (f := rules.finding("sudo_failed", user, count, "failed sudo attempts by"))
+    ]
     used = ", ".join(f"{user} x{count}" for user, count in sorted(commands.items())) or "nobody"
-    return {"commands_by_user": commands, "failures_by_user": failures,
-            "failure_samples": samples, "findings": findings,
-            "summary": _summary(findings, f"sudo used by {used}; failures below the threshold")}
+    return {
+        "commands_by_user": commands,
+        "failures_by_user": failures,
+        "failure_samples": samples,
+        "findings": findings,
+        "summary": _summary(findings, f"sudo used by {used}; failures below the threshold"),
+    }
 
 
 def _kernel(since_hours: int, rules: _Rules) -> dict[str, object]:
@@ -215,14 +262,23 @@ def _kernel(since_hours: int, rules: _Rules) -> dict[str, object]:
             oom.append(message.strip()[:300])
         elif _DISK.search(message):
             disk.append(message.strip()[:300])
-    findings = [f for f in (rules.finding("oom", "messages", len(oom), "OOM kill"),
-                            rules.finding("disk", "messages", len(disk), "disk error"))
-                if f]
+    findings = [
+        f
+        for f in (
+            rules.finding("oom", "messages", len(oom), "OOM kill"),
+            rules.finding("disk", "messages", len(disk), "disk error"),
+        )
+        if f
+    ]
     for finding in findings:
         finding["samples"] = (oom if finding["kind"] == "oom" else disk)[:5]
         finding["text"] = f"{finding['text']}: {finding['samples'][0]}"
-    return {"oom": oom, "disk": disk, "findings": findings,
-            "summary": _summary(findings, "no OOM kill or disk error at the threshold")}
+    return {
+        "oom": oom,
+        "disk": disk,
+        "findings": findings,
+        "summary": _summary(findings, "no OOM kill or disk error at the threshold"),
+    }
 
 
 def _unit_name(name: str) -> str:
@@ -242,8 +298,12 @@ def _units(rules: _Rules, allowlist: list[str]) -> dict[str, object]:
     if finding:
         finding["restartable"] = restartable
         findings.append(finding)
-    return {"failed": failed, "restartable": restartable, "findings": findings,
-            "summary": _summary(findings, f"{len(failed)} failed unit(s), below the threshold")}
+    return {
+        "failed": failed,
+        "restartable": restartable,
+        "findings": findings,
+        "summary": _summary(findings, f"{len(failed)} failed unit(s), below the threshold"),
+    }
 
 
 def _journald() -> dict[str, object]:
@@ -274,8 +334,58 @@ def _journald() -> dict[str, object]:
                 key, value = (part.strip() for part in line.split("=", 1))
                 if key in _JOURNALD_KEYS:
                     effective[key] = value
-    return {"effective": effective, "sources": sources,
-            "persistent_dir": Path("/var/log/journal").is_dir()}
+    return {
+        "effective": effective,
+        "sources": sources,
+        "persistent_dir": Path("/var/log/journal").is_dir(),
+    }
+
+
+def _path_state(want: dict[str, object]) -> dict[str, object]:
+    """Compare one path with the owner, group, mode and content the role would give it."""
+    path = str(want["path"])
+    state = str(want.get("state", "file"))
+    out: dict[str, object] = {
+        "exists": False,
+        "ok": False,
+        "problems": [],
+        "mode": "",
+        "owner": "",
+        "group": "",
+    }
+    problems: list[str] = []
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        out["problems"] = [f"{path} missing"]
+        return out
+    out["exists"] = True
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if is_dir != (state == "directory"):
+        problems.append(f"{path} is not a {state}")
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    mode = f"{stat.S_IMODE(st.st_mode):04o}"
+    out.update(mode=mode, owner=owner, group=group)
+    if "owner" in want and owner != want["owner"]:
+        problems.append(f"{path} owner {owner}, want {want['owner']}")
+    if "group" in want and group != want["group"]:
+        problems.append(f"{path} group {group}, want {want['group']}")
+    if "mode" in want and stat.S_IMODE(st.st_mode) != int(str(want["mode"]), 8):
+        problems.append(f"{path} mode {mode}, want {want['mode']}")
+    if "content" in want and not is_dir:
+        with open(path, "rb") as fh:
+            if fh.read() != str(want["content"]).encode():
+                problems.append(f"{path} content differs from the policy")
+    out["problems"] = problems
+    out["ok"] = not problems
+    return out
 
 
 def _section(probe, *args):  # type: ignore[no-untyped-def]
@@ -294,8 +404,13 @@ def main() -> None:
             "thresholds": {"type": "dict", "default": {}},
             "severities": {"type": "dict", "default": {}},
             "restart_allowlist": {"type": "list", "elements": "str", "default": []},
-            "sections": {"type": "list", "elements": "str", "choices": list(_SECTIONS),
-                         "default": list(_SECTIONS)},
+            "sections": {
+                "type": "list",
+                "elements": "str",
+                "choices": list(_SECTIONS),
+                "default": list(_SECTIONS),
+            },
+            "files": {"type": "list", "elements": "dict", "default": []},
         },
         supports_check_mode=True,
     )
@@ -306,8 +421,10 @@ def main() -> None:
     unknown = sorted(set(params["thresholds"]) - set(_DEFAULT_THRESHOLDS))
     unknown += sorted(set(params["severities"]) - set(_DEFAULT_SEVERITIES))
     if unknown:
-        module.fail_json(msg=f"unknown finding kind(s): {', '.join(unknown)}; "
-                             f"known: {', '.join(_DEFAULT_THRESHOLDS)}")
+        module.fail_json(
+            msg=f"unknown finding kind(s): {', '.join(unknown)}; "
+            f"known: {', '.join(_DEFAULT_THRESHOLDS)}"
+        )
     thresholds: dict[str, int] = {}
     for kind, value in params["thresholds"].items():
         try:
@@ -318,8 +435,9 @@ def main() -> None:
             module.fail_json(msg=f"thresholds.{kind} must be at least 1, got {value!r}")
     for kind, value in params["severities"].items():
         if value not in _SEVERITIES:
-            module.fail_json(msg=f"severities.{kind} must be one of {', '.join(_SEVERITIES)}, "
-                                 f"got {value!r}")
+            module.fail_json(
+                msg=f"severities.{kind} must be one of {', '.join(_SEVERITIES)}, got {value!r}"
+            )
     rules = _Rules(thresholds, params["severities"])
     probes = {
         "ssh": (_ssh, hours, rules),
@@ -328,9 +446,20 @@ def main() -> None:
         "units": (_units, rules, params["restart_allowlist"]),
         "journald": (_journald,),
     }
-    results = {name: _section(*probes[name]) if name in params["sections"] else {}
-               for name in _SECTIONS}
-    module.exit_json(changed=False, since_hours=hours, **results)
+    results = {
+        name: _section(*probes[name]) if name in params["sections"] else {} for name in _SECTIONS
+    }
+    files: dict[str, object] = {}
+    for want in params["files"]:
+        try:
+            files[str(want["path"])] = _path_state(want)
+        except (OSError, KeyError, ValueError) as exc:
+            files[str(want.get("path", "?"))] = {
+                "exists": False,
+                "ok": False,
+                "problems": [f"cannot read: {exc}"],
+            }
+    module.exit_json(changed=False, since_hours=hours, files=files, **results)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ def ingest(count: int, store_url: str | None, state: Path, evidence_files: bool)
             )
         )
         assert run.id is not None
-        collector = Collector(state if evidence_files else None)
+        collector = Collector(state, evidence=evidence_files)
         streamer = _Streamer(store, run.id, collector, NullReporter(), 50)
         started, cpu = time.perf_counter(), time.process_time()
         for event in events(count):

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrunner import paths
+from opsrunner.store import evidence as stored_evidence
 from opsrunner.store import ledger, migrations
 from opsrunner.store.models import (
     Alert,
@@ -164,6 +165,7 @@ class Store:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # Set when the evidence ledger does not verify on open: the first bad entry, named.
         self.refuse_writes = ""
+        self._results_upsert: Any = None
 
     # -- opening ---------------------------------------------------------
     @classmethod
@@ -382,10 +384,12 @@ class Store:
 
     # -- results ---------------------------------------------------------
     def add_results(self, run_id: int, results: Sequence[ResultRecord]) -> int:
-        """Upsert a batch of results in one transaction; the same batch twice changes nothing."""
+        """Upsert a batch of results, and the full reports they carry (`full`, into the
+        evidence table), in one transaction; the same batch twice changes nothing."""
         if not results:
             return 0
         self._check_writable()
+        latest = {(r.host, r.control_id): r for r in results}
         rows = [
             {
                 "run_id": run_id,
@@ -401,20 +405,29 @@ class Store:
                 "task": r.task,
                 "checked_at": r.checked_at,
             }
-            for r in {(r.host, r.control_id): r for r in results}.values()
+            for r in latest.values()
         ]
-        statement = self._insert(Result.__table__)
-        update = {
-            key: statement.excluded[key]
-            for key in rows[0]
-            if key not in ("run_id", "host", "control_id")
-        }
-        statement = statement.on_conflict_do_update(
-            index_elements=["run_id", "host", "control_id"], set_=update
-        )
+        blobs = {r.evidence_sha256: r.full for r in latest.values() if r.full is not None}
         with self.session() as session:
-            session.execute(statement, rows)
+            session.execute(self._upsert_results(), rows)
+            stored_evidence.insert_rows(self, session, blobs)
         return len(rows)
+
+    def _upsert_results(self) -> Any:
+        # Built once per store: compiling the statement cost more than the rows it wrote.
+        statement = self._results_upsert
+        if statement is None:
+            statement = self._insert(Result.__table__)
+            update = {
+                c.name: statement.excluded[c.name]
+                for c in Result.__table__.columns
+                if c.name not in ("id", "run_id", "host", "control_id")
+            }
+            statement = statement.on_conflict_do_update(
+                index_elements=["run_id", "host", "control_id"], set_=update
+            )
+            self._results_upsert = statement
+        return statement
 
     def set_hosts(self, run_id: int, hosts: Sequence[HostRecord]) -> None:
         """Upsert the hosts of a run."""
@@ -617,6 +630,7 @@ class Store:
                 session.execute(delete(RunHost).where(RunHost.run_id.in_(doomed)))
                 session.execute(delete(Run).where(Run.id.in_(doomed)))
                 session.execute(delete(Sample).where(Sample.scraped_at < older_than))
+                counts["evidence"] = stored_evidence.prune_unreferenced(session)
                 ledger.record_prune(session, idents, older_than)
         return counts
 

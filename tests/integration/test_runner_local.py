@@ -9,8 +9,8 @@ this machine: the tasks only run `true`, `false`, `sleep` and write files under 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import datetime as dt
+import hashlib
 import io
 import json
 import os

@@ -51,7 +51,7 @@ def test_migrations_create_every_table(store: Store) -> None:
         "survey_responses",
         "task_timings",
     } <= tables
-    assert store.schema_revision() == "0006"
+    assert store.schema_revision() == "0007"
 
 
 def test_reopening_migrates_nothing_and_keeps_data(store: Store, tmp_path: Path) -> None:

@@ -201,7 +201,7 @@ def test_prune_keeps_the_latest_evidence_of_every_control(store: Store) -> None:
     assert store.prune(cutoff, dry_run=True)["runs"] == 1
     counts = store.prune(cutoff)
     # "first" still holds the only ACC-001 evidence, so it stays; "second" is superseded.
-    assert counts == {"runs": 1, "results": 1, "samples": 1, "kept_runs": 1}
+    assert counts == {"runs": 1, "results": 1, "samples": 1, "kept_runs": 1, "evidence": 0}
     assert {r.ident for r in store.list_runs()} == {"first", "recent"}
     assert len(store.samples()) == 1
 

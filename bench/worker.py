@@ -71,6 +71,7 @@ def events(count: int, hosts: int = HOSTS) -> Iterator[dict[str, Any]]:
 
 def ingest(count: int, store_url: str | None, state: Path, evidence_files: bool) -> dict[str, Any]:
     """Feed `count` events through the runner's event handler (collector → store), as a run does."""
+    from opsrunner.config import Settings
     from opsrunner.runner.events import Collector
     from opsrunner.runner.progress import NullReporter
     from opsrunner.runner.run import _Streamer
@@ -93,7 +94,7 @@ def ingest(count: int, store_url: str | None, state: Path, evidence_files: bool)
         )
         assert run.id is not None
         collector = Collector(state, evidence=evidence_files)
-        streamer = _Streamer(store, run.id, collector, NullReporter(), 50)
+        streamer = _Streamer(store, run.id, collector, NullReporter(), Settings().batch_size)
         started, cpu = time.perf_counter(), time.process_time()
         for event in events(count):
             streamer(event)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Integer, LargeBinary, String, delete, select
@@ -28,18 +28,6 @@ class EvidenceBlob(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
     body: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-def insert_rows(store: Store, session: Session, blobs: Mapping[str, bytes]) -> None:
-    """Insert the blobs not yet stored (the same content twice is one row)."""
-    if not blobs:
-        return
-    statement = store._insert(EvidenceBlob.__table__).on_conflict_do_nothing(
-        index_elements=["sha256"]
-    )
-    session.execute(
-        statement, [{"sha256": sha, "size": len(body), "body": body} for sha, body in blobs.items()]
-    )
 
 
 def discard(store: Store, hashes: Iterable[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -682,6 +683,15 @@ class Store:
                     )
                     count += 1
                 counts[name] = count
+            # The full evidence reports (bytes, base64): one line each, by hash.
+            blobs = stored_evidence.EvidenceBlob
+            count = 0
+            query = select(blobs.sha256, blobs.body).order_by(blobs.sha256)
+            for sha, body in session.execute(query.execution_options(yield_per=500)):
+                blob = {"sha256": sha, "body_base64": base64.b64encode(bytes(body)).decode()}
+                handle.write(json.dumps({"table": "evidence", "row": blob}) + "\n")
+                count += 1
+            counts["evidence"] = count
         return counts
 
     def import_(self, path: Path) -> dict[str, int]:
@@ -690,7 +700,8 @@ class Store:
             m.__tablename__: m
             for m in (Run, RunHost, Result, TaskTiming, Sample, Incident, Drill, Notice, Alert)
         }
-        counts = dict.fromkeys(models, 0)
+        counts = dict.fromkeys([*models, "evidence"], 0)
+        blobs: dict[str, bytes] = {}
         run_ids: dict[int, int | None] = {}
         with path.open(encoding="utf-8") as handle, self._write() as session:
             header = json.loads(handle.readline() or "{}")
@@ -702,6 +713,12 @@ class Store:
                 try:
                     item = json.loads(line)
                     table, values = item["table"], dict(item["row"])
+                    if table == "evidence":
+                        body = base64.b64decode(values["body_base64"], validate=True)
+                        if hashlib.sha256(body).hexdigest() != values["sha256"]:
+                            raise ValueError(f"evidence {values['sha256']}: altered content")
+                        blobs[str(values["sha256"])] = body
+                        continue
                     model = models[table]
                 except (ValueError, KeyError) as exc:
                     raise StoreError(f"{path}:{number}: unreadable export line: {exc}") from exc
@@ -742,6 +759,17 @@ class Store:
                     session.add(model(**values))
                 counts[table] += 1
             session.flush()
+            have = set(
+                session.scalars(
+                    select(stored_evidence.EvidenceBlob.sha256).where(
+                        stored_evidence.EvidenceBlob.sha256.in_(list(blobs))
+                    )
+                )
+            )
+            for sha in sorted(set(blobs) - have):
+                body = blobs[sha]
+                session.add(stored_evidence.EvidenceBlob(sha256=sha, size=len(body), body=body))
+                counts["evidence"] += 1
             # Imported runs join this store's ledger as they arrived.
             for new_id in run_ids.values():
                 imported = session.get(Run, new_id) if new_id is not None else None

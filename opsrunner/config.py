@@ -41,7 +41,7 @@ class Settings(BaseModel):
     task_timeout: int = Field(default=600, ge=0, description="Seconds one task may take (0 = none)")
     run_timeout: int = Field(default=3600, ge=0, description="Seconds one run may take (0 = none)")
     batch_size: int = Field(
-        default=50, ge=1, description="Results written to the store per transaction"
+        default=500, ge=1, description="Results written to the store per transaction"
     )
     scoring_model: str | None = Field(
         default=None,

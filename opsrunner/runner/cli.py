@@ -869,7 +869,8 @@ def store_prune(
         f"and {counts['samples']} samples "
         f"older than {cutoff.isoformat(timespec='seconds')}; "
         f"kept {counts['kept_runs']} old runs that hold "
-        f"the latest evidence; {files} evidence files removed"
+        f"the latest evidence; {files} evidence files and "
+        f"{counts.get('evidence', 0)} stored evidence reports removed"
     )
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import re
-from collections.abc import Collection, Iterable, Mapping
+import sys
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ def _when(event: Mapping[str, Any]) -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Entry:
     status: str
     reason: str
@@ -39,6 +41,7 @@ class _Entry:
     task: str
     at: dt.datetime
     checks: list[dict[str, Any]]
+    sha: str = ""  # the hash this result was last handed out with ("" before that)
 
 
 @dataclasses.dataclass
@@ -52,6 +55,10 @@ class _Host:
 # A finding is what a report says is wrong: when one control reports both, the stored row keeps
 # the worst status and every finding's reason and evidence, failures first, then errors.
 FINDINGS = ("fail", "error")
+
+# What a full report is rebuilt from when a control reports again after its result was written
+# and let go: (the stored result's evidence hash, its full report's bytes), or None.
+Reload = Callable[[str, str], "tuple[str, bytes] | None"]
 
 
 def _joined(values: Iterable[str]) -> str:
@@ -73,10 +80,21 @@ def _merge(entry: _Entry) -> None:
     data and task are those of the first report of the worst status; when errors outrank
     failures, the failures' data is kept under `failed_checks`.
     """
-    worst = max((c["status"] for c in entry.checks), key=STATUS_RANK.__getitem__)
-    same = [c for c in entry.checks if c["status"] == worst]
+    checks = entry.checks
+    if len(checks) == 1:
+        # One report (nearly every result): the same as below without the sorting and joining.
+        only = checks[0]
+        entry.status = only["status"]
+        entry.reason = str(only.get("reason") or "").strip()
+        entry.evidence = str(only.get("evidence") or "").strip()
+        entry.data = dict(only.get("data") or {})
+        entry.task = str(only.get("task") or "")
+        entry.remediated = bool(only.get("remediated"))
+        return
+    worst = max((c["status"] for c in checks), key=STATUS_RANK.__getitem__)
+    same = [c for c in checks if c["status"] == worst]
     if worst in FINDINGS:
-        chosen = [c for s in FINDINGS for c in entry.checks if c["status"] == s]
+        chosen = [c for s in FINDINGS for c in checks if c["status"] == s]
     else:
         chosen = same
     entry.status = worst
@@ -84,11 +102,11 @@ def _merge(entry: _Entry) -> None:
     entry.evidence = _joined(str(c.get("evidence") or "") for c in chosen)
     entry.data = dict(same[0].get("data") or {})
     if worst == "error":
-        failed = [dict(c.get("data") or {}) for c in entry.checks if c["status"] == "fail"]
+        failed = [dict(c.get("data") or {}) for c in checks if c["status"] == "fail"]
         if failed:
             entry.data["failed_checks"] = failed
     entry.task = str(same[0].get("task") or "")
-    entry.remediated = any(bool(c.get("remediated")) for c in entry.checks)
+    entry.remediated = any(bool(c.get("remediated")) for c in checks)
 
 
 class Collector:
@@ -98,79 +116,124 @@ class Collector:
     every finding's reason is kept, every report is kept under `checks` (the result contract).
     A merged result is provisional until its play ends (the next play starts, or the final
     stats arrive): a later task of the play may still report the same control. Only then is it
-    sealed, its evidence file written and it is handed out by `pop_dirty()`, so every host x
-    control is handed out once, with its final status. Feeding the same events again yields
-    the same results, which is what makes artifact import idempotent.
+    sealed and handed out by `pop_dirty()` with its full report (`ResultRecord.full`, stored
+    in the store's evidence table with the result), so every host x control is handed out
+    once, with its final status. Feeding the same events again yields the same results, which
+    is what makes artifact import idempotent.
+
+    Memory stays flat as a run grows when `reload` is set (the run's event handler sets it to
+    read its store): a result handed out is let go, and should its control report again in a
+    later play, its full report is read back from the store and merged with the new one. What
+    is kept per result is the control id in `reported` (what `missing()` needs); events seen
+    are one bit each.
     """
 
     def __init__(
-        self, state_dir: Path | None = None, controls: Iterable[str] | None = None
+        self,
+        state_dir: Path | None = None,
+        controls: Iterable[str] | None = None,
+        *,
+        evidence: bool = True,
     ) -> None:
+        # state_dir: where evidence files went before the store packed them (kept for callers).
         self.state_dir = state_dir
+        self.keep_evidence = evidence
         self.only = set(controls) if controls is not None else None
         self.entries: dict[tuple[str, str], _Entry] = {}
         self.hosts: dict[str, _Host] = {}
+        self.reported: dict[str, set[str]] = {}
         self.has_stats = False
-        self.seen: set[int] = set()
+        self.reload: Reload | None = None
+        self._seen = bytearray()
+        self._seen_other: set[int] = set()
         # Changed since the last seal (provisional), and sealed but not yet taken (final).
         self._open: set[tuple[str, str]] = set()
         self._dirty: set[tuple[str, str]] = set()
-        # The evidence file each result was last saved under, and whether this run wrote it.
-        self._saved: dict[tuple[str, str], tuple[str, bool]] = {}
+        # Evidence hashes handed out before and since superseded (`pop_superseded`).
+        self._superseded: list[str] = []
         # Failures of control tasks wait here: a block's rescue may still report the control.
         self._pending: dict[tuple[str, str], tuple[dict[str, Any], str, dt.datetime]] = {}
 
     # -- feeding ---------------------------------------------------------
+    def _first_time(self, counter: int) -> bool:
+        """Whether this event counter is new (one bit per counter: re-fed events are skipped)."""
+        if counter < 0:
+            if counter in self._seen_other:
+                return False
+            self._seen_other.add(counter)
+            return True
+        byte, bit = counter >> 3, 1 << (counter & 7)
+        seen = self._seen
+        if byte >= len(seen):
+            seen.extend(bytes(byte - len(seen) + 4096))
+        if seen[byte] & bit:
+            return False
+        seen[byte] |= bit
+        return True
+
     def feed(self, event: Mapping[str, Any]) -> None:
         """Take one ansible-runner event (a job_events/*.json dict)."""
         counter = event.get("counter")
-        if isinstance(counter, int):
-            if counter in self.seen:
-                return
-            self.seen.add(counter)
+        if counter.__class__ is int and not self._first_time(counter):
+            return
         kind = event.get("event", "")
-        data = event.get("event_data") or {}
-        host = str(data.get("host") or "")
-        if kind == "playbook_on_stats":
-            self.has_stats = True
-            self.seal()
-            self._stats(data)
+        # The cheap test first: most events are a task starting, or ending without a report.
+        if kind == "runner_on_ok":
+            data = event.get("event_data") or {}
+            host = data.get("host")
+            if not host:
+                return
+            host = str(host)
+            if host not in self.hosts:
+                self.hosts[host] = _Host()
+            res = data.get("res")
+            if isinstance(res, dict) and ("opsrunner_control" in res or "results" in res):
+                self._reports(host, data, event)
+        elif kind in ("runner_on_start", "runner_on_skipped"):
+            host = (event.get("event_data") or {}).get("host")
+            if host and str(host) not in self.hosts:
+                self.hosts[str(host)] = _Host()
         elif kind == "playbook_on_play_start":
             # The previous play is over (all its serial batches): its results are final.
             self.seal()
-        elif not host:
-            return
-        elif kind == "runner_on_ok":
-            self._host(host)
-            self._reports(host, data, _when(event))
+        elif kind == "playbook_on_stats":
+            self.has_stats = True
+            self.seal()
+            self._stats(event.get("event_data") or {})
         elif kind == "runner_on_failed":
-            self._failed(host, data, _when(event))
+            data = event.get("event_data") or {}
+            if data.get("host"):
+                self._failed(str(data["host"]), data, event)
         elif kind == "runner_on_unreachable":
-            entry = self._host(host)
-            entry.reachable = False
-            entry.reason = str((data.get("res") or {}).get("msg") or "unreachable")[:500]
-        elif kind in ("runner_on_start", "runner_on_skipped"):
-            self._host(host)
+            data = event.get("event_data") or {}
+            if data.get("host"):
+                entry = self._host(str(data["host"]))
+                entry.reachable = False
+                entry.reason = str((data.get("res") or {}).get("msg") or "unreachable")[:500]
 
     def _host(self, host: str) -> _Host:
         return self.hosts.setdefault(host, _Host())
 
-    def _reports(self, host: str, data: Mapping[str, Any], at: dt.datetime) -> bool:
+    def _reports(self, host: str, data: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
         res = data.get("res") or {}
         task = str(data.get("task") or "")
         found = False
-        for item in [res, *(res.get("results") or [])]:
+        at: dt.datetime | None = None
+        items = res.get("results")
+        for item in [res, *items] if isinstance(items, list) else (res,):
             if isinstance(item, dict) and isinstance(item.get("opsrunner_control"), dict):
+                at = at or _when(event)
                 self._record(host, item["opsrunner_control"], task, at)
-                self._pending.pop((host, str(item["opsrunner_control"].get("id") or "")), None)
+                if self._pending:
+                    self._pending.pop((host, str(item["opsrunner_control"].get("id") or "")), None)
                 found = True
         return found
 
-    def _failed(self, host: str, data: Mapping[str, Any], at: dt.datetime) -> None:
+    def _failed(self, host: str, data: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         entry = self._host(host)
         res = data.get("res") or {}
         message = str(res.get("msg") or res.get("stderr") or "task failed")[:500]
-        if self._reports(host, data, at) or data.get("ignore_errors"):
+        if self._reports(host, data, event) or data.get("ignore_errors"):
             # An ignored probe failure is the role's business: it reports through the contract.
             return
         task = str(data.get("task") or "")
@@ -185,7 +248,7 @@ class Collector:
                 "reason": entry.failed_msg,
                 "remediated": False,
             }
-            self._pending[(host, match.group(1))] = (report, task, at)
+            self._pending[(host, match.group(1))] = (report, task, _when(event))
 
     def settle(self) -> None:
         """Failures that no rescue reported by the end of the play stand as `error`."""
@@ -195,12 +258,11 @@ class Collector:
 
     def seal(self) -> None:
         """The play ended: settle its failures and make its merged results final."""
-        self.settle()
-        self._dirty |= self._open
-        self._open = set()
-
-    def _touch(self, key: tuple[str, str]) -> None:
-        self._open.add(key)
+        if self._pending:
+            self.settle()
+        if self._open:
+            self._dirty |= self._open
+            self._open = set()
 
     def _record(self, host: str, report: Mapping[str, Any], task: str, at: dt.datetime) -> None:
         cid = str(report.get("id") or "")
@@ -213,7 +275,7 @@ class Collector:
         key = (host, cid)
         previous = self.entries.get(key)
         if previous is None:
-            previous = self.entries[key] = _Entry(
+            previous = self.entries[key] = self._reopened(host, cid, at) or _Entry(
                 status=status,
                 reason="",
                 evidence="",
@@ -223,10 +285,32 @@ class Collector:
                 at=at,
                 checks=[],
             )
+            cids = self.reported.get(host)
+            if cids is None:
+                cids = self.reported[sys.intern(host)] = set()
+            cids.add(sys.intern(cid))
         previous.checks.append(check)
         _merge(previous)
-        previous.at = max(previous.at, at)
-        self._touch(key)
+        if at > previous.at:
+            previous.at = at
+        self._open.add(key)
+
+    def _reopened(self, host: str, cid: str, at: dt.datetime) -> _Entry | None:
+        """The entry of a result already handed out and let go, rebuilt from its stored full
+        report (a control reported again in a later play), or None."""
+        if self.reload is None or cid not in self.reported.get(host, ()):
+            return None
+        stored = self.reload(host, cid)
+        if stored is None:
+            return None
+        sha, body = stored
+        checks = list(json.loads(body).get("checks") or [])
+        if not checks:
+            return None
+        moments = [_when({"created": c.get("at")}) for c in checks if c.get("at")]
+        entry = _Entry("", "", "", {}, False, "", max(moments, default=at), checks, sha)
+        _merge(entry)
+        return entry
 
     def _stats(self, data: Mapping[str, Any]) -> None:
         for key in STAT_KEYS:
@@ -238,18 +322,24 @@ class Collector:
 
     # -- reading ---------------------------------------------------------
     def record(self, host: str, cid: str) -> ResultRecord:
-        """The merged result of one host x control, with evidence saved and trimmed."""
+        """The merged result of one host x control, trimmed, with its full report's hash (and
+        bytes, in `full`, for the store's evidence table)."""
         entry = self.entries[(host, cid)]
-        full = {
-            "host": host,
-            "control": cid,
-            "status": entry.status,
-            "reason": entry.reason,
-            "evidence": entry.evidence,
-            "data": entry.data,
-            "checks": entry.checks,
-        }
-        sha = self._save(host, cid, full)
+        content = evidence.canonical(
+            {
+                "host": host,
+                "control": cid,
+                "status": entry.status,
+                "reason": entry.reason,
+                "evidence": entry.evidence,
+                "data": entry.data,
+                "checks": entry.checks,
+            }
+        )
+        sha = hashlib.sha256(content).hexdigest()
+        if entry.sha and entry.sha != sha:
+            self._superseded.append(entry.sha)
+        entry.sha = sha
         text, cut = evidence.trim(entry.evidence)
         truncated = cut or any(bool(c.get("evidence_truncated")) for c in entry.checks)
         return ResultRecord(
@@ -264,21 +354,8 @@ class Collector:
             data=entry.data,
             remediated=entry.remediated,
             task=entry.task,
+            full=content if self.keep_evidence else None,
         )
-
-    def _save(self, host: str, cid: str, full: dict[str, Any]) -> str:
-        """Write the full report; a report this run wrote and has since superseded goes."""
-        key = (host, cid)
-        content = evidence.canonical(full)
-        sha = hashlib.sha256(content).hexdigest()
-        before = self._saved.get(key)
-        if before is not None and before[0] == sha:
-            return sha
-        created = self.state_dir is not None and evidence.write(self.state_dir, sha, content)
-        if before is not None and before[1] and self.state_dir is not None:
-            evidence.discard(self.state_dir, before[0])
-        self._saved[key] = (sha, created)
-        return sha
 
     @property
     def dirty_count(self) -> int:
@@ -286,12 +363,26 @@ class Collector:
         return len(self._dirty)
 
     def pop_dirty(self) -> list[ResultRecord]:
-        """Final results not taken yet (what the next store batch writes), by host x control."""
+        """Final results not taken yet (what the next store batch writes), by host x control.
+
+        With `reload` set, each is let go once handed out (unless its control already
+        reported again since): the store holds it from here on."""
         keys, self._dirty = sorted(self._dirty), set()
-        return [self.record(host, cid) for host, cid in keys]
+        out = [self.record(host, cid) for host, cid in keys]
+        if self.reload is not None:
+            for key in keys:
+                if key not in self._open:
+                    del self.entries[key]
+        return out
+
+    def pop_superseded(self) -> list[str]:
+        """Evidence hashes handed out before and replaced since (to delete from the store)."""
+        gone, self._superseded = self._superseded, []
+        return gone
 
     def results(self) -> list[ResultRecord]:
-        """Every result so far, all made final (failures still pending count as `error`)."""
+        """Every result so far (not yet let go), all made final (failures still pending count
+        as `error`)."""
         self.seal()
         self._dirty = set()
         return [self.record(host, cid) for host, cid in sorted(self.entries)]
@@ -338,8 +429,9 @@ class Collector:
         out = []
         for host, controls in sorted(scope.items()):
             state = self.hosts.get(host, _Host())
+            done = self.reported.get(host, set())
             for cid in sorted(controls):
-                if (host, cid) in self.entries:
+                if cid in done:
                     continue
                 known = (last_known or {}).get((host, cid))
                 if selected is not None and cid not in selected:
@@ -376,8 +468,6 @@ class Collector:
 
 def read_artifact_events(artifact_dir: Path) -> list[dict[str, Any]]:
     """Every event ansible-runner saved under <artifact_dir>/job_events, in counter order."""
-    import json
-
     events: list[dict[str, Any]] = []
     folder = artifact_dir / "job_events"
     if not folder.is_dir():

@@ -1,4 +1,4 @@
-"""Evidence: trimmed text in the store, the full report content-addressed under the state dir."""
+"""Evidence: trimmed text on each result, the full report content-addressed (store or file)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsrunner import paths
+
+if TYPE_CHECKING:
+    from opsrunner.store import Store
 
 TRIM = 1000
 
@@ -106,3 +109,16 @@ def prune_files(state_dir: Path, keep: set[str]) -> int:
             path.unlink()
             removed += 1
     return removed
+
+
+def load(store: Store, sha256: str) -> bytes | None:
+    """The full report of a result: from the store's evidence table, else (results stored
+    before revision 0007) its file under the store's state directory; None when neither is
+    there (pruned, or kept on another controller)."""
+    from opsrunner.store import evidence as stored
+
+    body = stored.load(store, sha256)
+    if body is not None:
+        return body
+    path = evidence_path(store.state_dir, sha256)
+    return path.read_bytes() if path.is_file() else None

@@ -32,6 +32,7 @@ from opsrunner.runner.events import CONTROL_ID, Collector, read_artifact_events
 from opsrunner.runner.progress import NullReporter, Reporter
 from opsrunner.runner.reap import reap
 from opsrunner.store import LockBusy, ResultRecord, RunRecord, Store, timings
+from opsrunner.store import evidence as stored_evidence
 
 MODES = ("audit", "enforce", "operate")
 RUN_META = "opsrunner-run.json"
@@ -245,6 +246,20 @@ def check_disruptive(mode: str, roles: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+# The events that may make results final (a play or the run ended) or start a task: results
+# waiting are written then. Only these and a task's end feed the timing collector.
+_BOUNDARY = frozenset(("playbook_on_task_start", "playbook_on_play_start", "playbook_on_stats"))
+_TIMED = frozenset(
+    (
+        "playbook_on_task_start",
+        "runner_on_ok",
+        "runner_on_failed",
+        "runner_on_skipped",
+        "runner_on_unreachable",
+    )
+)
+
+
 class _Streamer:
     """The event handler: feeds the collector, writes batches, drives the reporter."""
 
@@ -267,25 +282,31 @@ class _Streamer:
         self.unreachable_told: set[str] = set()
         self.told = 0
         self.timings = timing.TimingCollector()
+        # Results written are let go by the collector; this store gives them back should their
+        # control report again in a later play (memory stays flat as the run grows).
+        collector.reload = self._reload
+
+    def _reload(self, host: str, cid: str) -> tuple[str, bytes] | None:
+        return stored_evidence.stored_report(self.store, self.run_id, host, cid)
 
     def __call__(self, event: dict[str, Any]) -> bool:
         self.collector.feed(event)
-        self.timings.feed(event)
-        if event.get("event") == "runner_on_unreachable":
-            host = str((event.get("event_data") or {}).get("host") or "")
-            if host and host not in self.unreachable_told:
-                self.unreachable_told.add(host)
-                self.reporter.unreachable(host, self.collector.hosts[host].reason)
+        kind = event.get("event")
+        if kind in _TIMED:
+            self.timings.feed(event)
+            if kind == "runner_on_unreachable":
+                host = str((event.get("event_data") or {}).get("host") or "")
+                if host and host not in self.unreachable_told:
+                    self.unreachable_told.add(host)
+                    self.reporter.unreachable(host, self.collector.hosts[host].reason)
         # Results are final when their play ends (the collector seals them). Write them when a
         # batch is full, when they have waited max_wait seconds, or at a task or play boundary.
         waiting = self.collector.dirty_count
-        waited = time.monotonic() - self.last_flush
-        boundary = event.get("event") in (
-            "playbook_on_task_start",
-            "playbook_on_play_start",
-            "playbook_on_stats",
-        )
-        if waiting and (waiting >= self.batch or boundary or waited > self.max_wait):
+        if waiting and (
+            waiting >= self.batch
+            or kind in _BOUNDARY
+            or time.monotonic() - self.last_flush > self.max_wait
+        ):
             self.flush()
         # True keeps the event in ansible-runner's artifacts: the recovery path.
         return True
@@ -293,6 +314,8 @@ class _Streamer:
     def flush(self) -> None:
         """Write the final results waiting (one transaction per batch) and report each once."""
         self.write(self.collector.pop_dirty())
+        # Full reports this run wrote and has since superseded (a control reported again).
+        stored_evidence.discard(self.store, self.collector.pop_superseded())
         self.last_flush = time.monotonic()
 
     def write(self, results: list[ResultRecord]) -> None:

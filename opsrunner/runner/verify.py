@@ -15,6 +15,7 @@ import typer
 from opsrunner import config, paths
 from opsrunner.runner import evidence
 from opsrunner.store import Store, StoreError, ledger
+from opsrunner.store import evidence as stored_evidence
 
 CHECKPOINT_FORMAT = "opsrunner-ledger-checkpoint/1"
 KEY_PASSWORD_ENV = "OPSRUNNER_SIGN_KEY_PASSWORD"  # noqa: S105 - the variable's name, not a secret
@@ -25,9 +26,11 @@ class VerifyError(RuntimeError):
 
 
 def evidence_problems(store: Store, state_dir: Path) -> tuple[int, list[str]]:
-    """(evidence files checked, files whose content no longer hashes to their name)."""
-    checked, bad = 0, []
-    for sha in sorted(store.evidence_hashes()):
+    """(evidence checked, evidence whose content no longer hashes to its name): the reports
+    packed in the store's evidence table, then the files of results stored before it."""
+    checked, bad = stored_evidence.problems(store)
+    packed = stored_evidence.hashes(store)
+    for sha in sorted(store.evidence_hashes() - packed):
         path = evidence.evidence_path(state_dir, sha)
         if not path.is_file():
             continue  # kept on another controller, or pruned: the store keeps its hash
@@ -197,7 +200,7 @@ def verify(
     else:
         typer.echo(
             f"ledger: {report.entries} entries, head {report.head}; "
-            f"{report.runs_checked} runs and {files} evidence files checked"
+            f"{report.runs_checked} runs and {files} evidence reports checked"
             if report.chain_ok
             else f"ledger: the chain holds for its first {report.entries} entries only "
             f"(last good head {report.head}); stored runs not checked against a broken chain"

@@ -263,6 +263,7 @@ TABLES = (
 
 # The notice, outbox, alert and change tables (issue 13) join the same metadata, so migrations
 # and the models are compared as one schema.
+from opsrunner.store import evidence as _evidence  # noqa: E402, F401
 from opsrunner.store import ledger as _ledger  # noqa: E402, F401
 from opsrunner.store import notices as _notices  # noqa: E402, F401
 from opsrunner.store import timings as _timings  # noqa: E402, F401

@@ -36,6 +36,9 @@ class ResultRecord:
     remediated: bool = False
     task: str = ""
     run_id: int | None = None
+    # The full report's canonical bytes (what evidence_sha256 hashes), stored beside the result
+    # in the store's evidence table; None when it is already stored or read back from the store.
+    full: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.status not in RESULT_STATUSES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -20,7 +21,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrunner import paths
+from opsrunner.store import evidence as stored_evidence
 from opsrunner.store import ledger, migrations
+from opsrunner.store.bulk import BulkInsert
 from opsrunner.store.models import (
     Alert,
     Base,
@@ -43,6 +46,21 @@ from opsrunner.store.records import (
 from opsrunner.store.timings import TaskTiming
 
 EXPORT_FORMAT = "opsrunner-store/1"
+# The order of the values `add_results` binds.
+_RESULT_COLUMNS = (
+    "run_id",
+    "host",
+    "control_id",
+    "status",
+    "reason",
+    "evidence",
+    "evidence_sha256",
+    "evidence_truncated",
+    "data",
+    "remediated",
+    "task",
+    "checked_at",
+)
 _SQLITE_BUSY_MS = 30_000
 
 
@@ -164,6 +182,7 @@ class Store:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # Set when the evidence ledger does not verify on open: the first bad entry, named.
         self.refuse_writes = ""
+        self._results_upsert: Any = None
 
     # -- opening ---------------------------------------------------------
     @classmethod
@@ -382,39 +401,61 @@ class Store:
 
     # -- results ---------------------------------------------------------
     def add_results(self, run_id: int, results: Sequence[ResultRecord]) -> int:
-        """Upsert a batch of results in one transaction; the same batch twice changes nothing."""
+        """Upsert a batch of results, and the full reports they carry (`full`, into the
+        evidence table), in one transaction; the same batch twice changes nothing."""
         if not results:
             return 0
         self._check_writable()
+        latest = {(r.host, r.control_id): r for r in results}.values()
         rows = [
-            {
-                "run_id": run_id,
-                "host": r.host,
-                "control_id": r.control_id,
-                "status": r.status,
-                "reason": r.reason,
-                "evidence": r.evidence,
-                "evidence_sha256": r.evidence_sha256,
-                "evidence_truncated": r.evidence_truncated,
-                "data": r.data,
-                "remediated": r.remediated,
-                "task": r.task,
-                "checked_at": r.checked_at,
-            }
-            for r in {(r.host, r.control_id): r for r in results}.values()
+            (
+                run_id,
+                r.host,
+                r.control_id,
+                r.status,
+                r.reason,
+                r.evidence,
+                r.evidence_sha256,
+                r.evidence_truncated,
+                r.data,
+                r.remediated,
+                r.task,
+                r.checked_at,
+            )
+            for r in latest
         ]
-        statement = self._insert(Result.__table__)
-        update = {
-            key: statement.excluded[key]
-            for key in rows[0]
-            if key not in ("run_id", "host", "control_id")
-        }
-        statement = statement.on_conflict_do_update(
-            index_elements=["run_id", "host", "control_id"], set_=update
-        )
-        with self.session() as session:
-            session.execute(statement, rows)
+        blobs = {r.evidence_sha256: r.full for r in latest if r.full is not None}
+        results_insert, evidence_insert = self._bulk()
+        with self.engine.begin() as connection:
+            results_insert.execute(connection, rows)
+            evidence_insert.execute(
+                connection, [(sha, len(body), body) for sha, body in blobs.items()]
+            )
         return len(rows)
+
+    def _bulk(self) -> tuple[BulkInsert, BulkInsert]:
+        """The results upsert and the evidence insert, compiled once per store (per-batch
+        compiling and per-row parameter handling cost more than the rows, bench/ arm 2)."""
+        if self._results_upsert is None:
+            keys = ("run_id", "host", "control_id")
+            self._results_upsert = (
+                BulkInsert(
+                    self.engine,
+                    Result.__table__,
+                    _RESULT_COLUMNS,
+                    lambda s: s.on_conflict_do_update(
+                        index_elements=list(keys),
+                        set_={c: s.excluded[c] for c in _RESULT_COLUMNS if c not in keys},
+                    ),
+                ),
+                BulkInsert(
+                    self.engine,
+                    stored_evidence.EvidenceBlob.__table__,
+                    ("sha256", "size", "body"),
+                    lambda s: s.on_conflict_do_nothing(index_elements=["sha256"]),
+                ),
+            )
+        return self._results_upsert  # type: ignore[no-any-return]
 
     def set_hosts(self, run_id: int, hosts: Sequence[HostRecord]) -> None:
         """Upsert the hosts of a run."""
@@ -617,6 +658,7 @@ class Store:
                 session.execute(delete(RunHost).where(RunHost.run_id.in_(doomed)))
                 session.execute(delete(Run).where(Run.id.in_(doomed)))
                 session.execute(delete(Sample).where(Sample.scraped_at < older_than))
+                counts["evidence"] = stored_evidence.prune_unreferenced(session)
                 ledger.record_prune(session, idents, older_than)
         return counts
 
@@ -641,6 +683,15 @@ class Store:
                     )
                     count += 1
                 counts[name] = count
+            # The full evidence reports (bytes, base64): one line each, by hash.
+            blobs = stored_evidence.EvidenceBlob
+            count = 0
+            query = select(blobs.sha256, blobs.body).order_by(blobs.sha256)
+            for sha, body in session.execute(query.execution_options(yield_per=500)):
+                blob = {"sha256": sha, "body_base64": base64.b64encode(bytes(body)).decode()}
+                handle.write(json.dumps({"table": "evidence", "row": blob}) + "\n")
+                count += 1
+            counts["evidence"] = count
         return counts
 
     def import_(self, path: Path) -> dict[str, int]:
@@ -649,7 +700,8 @@ class Store:
             m.__tablename__: m
             for m in (Run, RunHost, Result, TaskTiming, Sample, Incident, Drill, Notice, Alert)
         }
-        counts = dict.fromkeys(models, 0)
+        counts = dict.fromkeys([*models, "evidence"], 0)
+        blobs: dict[str, bytes] = {}
         run_ids: dict[int, int | None] = {}
         with path.open(encoding="utf-8") as handle, self._write() as session:
             header = json.loads(handle.readline() or "{}")
@@ -661,6 +713,12 @@ class Store:
                 try:
                     item = json.loads(line)
                     table, values = item["table"], dict(item["row"])
+                    if table == "evidence":
+                        body = base64.b64decode(values["body_base64"], validate=True)
+                        if hashlib.sha256(body).hexdigest() != values["sha256"]:
+                            raise ValueError(f"evidence {values['sha256']}: altered content")
+                        blobs[str(values["sha256"])] = body
+                        continue
                     model = models[table]
                 except (ValueError, KeyError) as exc:
                     raise StoreError(f"{path}:{number}: unreadable export line: {exc}") from exc
@@ -701,6 +759,17 @@ class Store:
                     session.add(model(**values))
                 counts[table] += 1
             session.flush()
+            have = set(
+                session.scalars(
+                    select(stored_evidence.EvidenceBlob.sha256).where(
+                        stored_evidence.EvidenceBlob.sha256.in_(list(blobs))
+                    )
+                )
+            )
+            for sha in sorted(set(blobs) - have):
+                body = blobs[sha]
+                session.add(stored_evidence.EvidenceBlob(sha256=sha, size=len(body), body=body))
+                counts["evidence"] += 1
             # Imported runs join this store's ledger as they arrived.
             for new_id in run_ids.values():
                 imported = session.get(Run, new_id) if new_id is not None else None

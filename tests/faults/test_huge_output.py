@@ -108,10 +108,10 @@ def test_100_mb_of_task_output(tmp_path: Path, fault_record: Callable[..., None]
     with Store.open(None, state) as store:
         (run,) = store.list_runs()
         (result,) = store.results(run.id or 0)
+        full = json.loads(evidence.load(store, result.evidence_sha256) or b"{}")
     assert run.status == "successful", (run, done.stdout[-3000:], done.stderr[-3000:])
     assert result.status == "pass" and result.evidence_truncated, result
     assert len(result.evidence) <= evidence.TRIM
-    full = json.loads(evidence.evidence_path(state, result.evidence_sha256).read_bytes())
     (check,) = [c for c in full["checks"] if c.get("evidence_full_bytes")]
     expected = hashlib.sha256((b"xxxxxxxx\n" * (SIZE // 9 + 1))[:SIZE]).hexdigest()
     assert check["evidence_full_sha256"] == expected and check["evidence_full_bytes"] == SIZE

@@ -24,6 +24,7 @@ from opsrunner.runner.progress import PlainReporter
 from opsrunner.runner.timing import summarise
 from opsrunner.scoring import run_scores
 from opsrunner.store import RunRecord, Store
+from opsrunner.store import evidence as stored_evidence
 from opsrunner.store.timings import timings
 from tests.lab_helpers import reset_hosts, snapshots
 from tests.unit.store.test_store_modes import loose_paths
@@ -117,7 +118,9 @@ def test_audit_enforce_audit_recorded_and_scored(lab: Lab, tmp_path: Path) -> No
             assert ledger.ok and ledger.entries == ledger.runs_checked == 3, ledger
             publish(store, policy, second.ident)
             left = sorted(p.relative_to(tmp_path) for p in (tmp_path / "state").rglob("*"))
-            assert any(p.parts[1:2] == ("evidence",) for p in left), left
+            # Every result's full evidence report is packed in the (owner-only) store.
+            shas = {r.evidence_sha256 for r in store.results(second.id or 0)} - {""}
+            assert shas and shas <= stored_evidence.hashes(store), shas
             assert any("artifacts" in p.parts for p in left), left
             assert any(p.parts[1:2] == ("reports",) for p in left), left
             loose = loose_paths(tmp_path / "state")

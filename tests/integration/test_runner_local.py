@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -208,10 +209,11 @@ def test_audit_then_enforce_recorded_end_to_end(project: dict[str, Any]) -> None
     assert got[("h1", "RTX-003")].reason.startswith("no result reported")
     assert "failed" in got[("h2", "RTX-003")].reason
     assert got[("h2", "RTX-001")].evidence == "first look; second look"
-    # Evidence trimmed in the store, the full report content-addressed in the state dir.
+    # Evidence trimmed on the result, the full report content-addressed in the store.
     h1 = got[("h1", "RTX-001")]
     assert h1.evidence_truncated and len(h1.evidence) <= evidence.TRIM
-    full = evidence.evidence_path(Path(settings.state_dir or ""), h1.evidence_sha256).read_bytes()
+    full = evidence.load(store, h1.evidence_sha256) or b""
+    assert hashlib.sha256(full).hexdigest() == h1.evidence_sha256
     assert "E" * 1999 in full.decode()
     hosts = {h.host: h for h in store.hosts(audit.id or 0)}
     assert not hosts["down"].reachable and hosts["h1"].groups == ("all", "web")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from opsrunner.runner import evidence
 from opsrunner.runner.events import Collector
+from opsrunner.runner.progress import NullReporter
+from opsrunner.store import evidence as stored_evidence
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
@@ -49,9 +53,10 @@ def test_worst_status_wins_and_equal_evidence_joins(tmp_path: Path) -> None:
     )
     assert got["FW-002"].task == "FW-002 | b"
     assert got["FW-001"].checked_at == dt.datetime(2026, 11, 28, 11, 0, 0, 1, tzinfo=dt.UTC)
-    # The full report (every check) is kept under its hash.
-    full = evidence.evidence_path(tmp_path, got["FW-002"].evidence_sha256).read_text()
-    assert "FW-002 | c" in full
+    # The full report (every check) goes to the store with the result, under its hash.
+    full = got["FW-002"].full
+    assert full is not None and hashlib.sha256(full).hexdigest() == got["FW-002"].evidence_sha256
+    assert "FW-002 | c" in full.decode()
 
 
 def test_same_events_twice_change_nothing() -> None:
@@ -235,7 +240,7 @@ def test_fail_and_error_of_one_control_keep_every_reason(tmp_path: Path) -> None
     assert got.evidence == "-w /etc/passwd only; auditctl -l rc=1"
     assert got.task == "AUD-001 | c"
     assert got.data == {"rc": 1, "failed_checks": [{"rules": 1}, {}]}
-    full = evidence.evidence_path(tmp_path, got.evidence_sha256).read_text()
+    full = (got.full or b"").decode()
     assert "rule for /etc/shadow missing" in full and "auditd on" in full
     # An unrescued failing task of the control merges the same way, after the fail.
     c2 = Collector()
@@ -327,8 +332,10 @@ def test_progress_prints_each_host_control_once_with_its_final_status(tmp_path: 
         final = _finish(streamer, scope, {}, "successful", 0, "", run, None, None)
         reporter.finish(final)
         stored = {(r.host, r.control_id): r.status for r in store.results(run.id)}
-        evidence_files = sorted(p.name for p in (tmp_path / "evidence").glob("*/*"))
+        packed = stored_evidence.hashes(store)
         kept = {r.evidence_sha256 for r in store.results(run.id) if r.evidence_sha256}
+        assert all(evidence.load(store, sha) for sha in kept)
+    assert not (tmp_path / "evidence").exists()  # no file per result any more
     lines = [line for line in out.getvalue().splitlines() if line.startswith("[")]
     printed = [tuple(line.split()[1:4]) for line in lines]
     assert len(printed) == len(stored) == 4
@@ -336,19 +343,32 @@ def test_progress_prints_each_host_control_once_with_its_final_status(tmp_path: 
     assert {(h, c): s for h, c, s in printed} == stored
     assert stored[("host1", "AUD-001")] == "error" and stored[("host1", "FW-001")] == "error"
     assert lines[-1].startswith("[4/4] host1 FW-001 error")
-    # Only the final report of each result was written as an evidence file.
-    assert set(evidence_files) == kept
+    # Only the final report of each result was stored, in the store's evidence table.
+    assert packed == kept
 
 
-def test_a_superseded_report_leaves_no_evidence_file(tmp_path: Path) -> None:
-    # A control reported again after its play ended (written twice): the first file goes.
-    c = Collector(tmp_path)
-    c.feed(_ok(1, "h1", "FW-001 | a", id="FW-001", status="pass", evidence="first"))
-    c.feed(_event(2, "playbook_on_play_start"))
-    (first,) = c.pop_dirty()
-    c.feed(_ok(3, "h1", "FW-001 | b", id="FW-001", status="fail", evidence="second"))
-    c.feed(_event(4, "playbook_on_play_start"))
-    (second,) = c.pop_dirty()
-    assert first.evidence_sha256 != second.evidence_sha256
-    assert not evidence.evidence_path(tmp_path, first.evidence_sha256).exists()
-    assert evidence.evidence_path(tmp_path, second.evidence_sha256).is_file()
+def test_a_superseded_report_leaves_no_stored_evidence(tmp_path: Path) -> None:
+    # A control reported again after its play ended (written twice): the collector let the
+    # first result go once written, reads it back from the store, merges, and the first full
+    # report goes from the evidence table.
+    from opsrunner.runner.run import _Streamer
+    from opsrunner.store import RunRecord, Store
+
+    with Store.open(None, tmp_path) as store:
+        run = store.begin_run(RunRecord(ident="r1", mode="audit", status="running", started_at=NOW))
+        assert run.id is not None
+        c = Collector(tmp_path)
+        streamer = _Streamer(store, run.id, c, NullReporter(), batch=50)
+        streamer(_ok(1, "h1", "FW-001 | a", id="FW-001", status="fail", evidence="first"))
+        streamer(_event(2, "playbook_on_play_start"))
+        (first,) = store.results(run.id)
+        assert not c.entries  # written and let go
+        streamer(_ok(3, "h1", "FW-001 | b", id="FW-001", status="pass", evidence="second"))
+        streamer(_event(4, "playbook_on_play_start"))
+        (second,) = store.results(run.id)
+        assert first.evidence_sha256 != second.evidence_sha256
+        # The earlier fail still wins the merge: it was read back from the store.
+        assert (second.status, second.evidence) == ("fail", "first")
+        full = json.loads(evidence.load(store, second.evidence_sha256) or b"{}")
+        assert [ch["evidence"] for ch in full["checks"]] == ["first", "second"]
+        assert stored_evidence.hashes(store) == {second.evidence_sha256}

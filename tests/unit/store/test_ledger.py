@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 from pathlib import Path
 
@@ -203,3 +204,35 @@ def test_an_altered_evidence_file_is_named(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["verify", "--state-dir", str(tmp_path)])
     assert result.exit_code == 1
     assert f"evidence file {path}" in result.output
+
+
+def test_altered_stored_evidence_is_named_and_pruned_evidence_goes(tmp_path: Path) -> None:
+    # A run's full reports are packed in the store's evidence table (0007): verify re-hashes
+    # them, and an evidence report no result points to any more is pruned with its run.
+    body = b'{"checks":[{"evidence":"policy drop"}]}'
+    sha = hashlib.sha256(body).hexdigest()
+    with Store.open(None, tmp_path) as store:
+        run = store.begin_run(RunRecord(ident="r1", mode="audit", status="running", started_at=T0))
+        assert run.id is not None
+        result = ResultRecord("host1", "FW-001", "pass", T0, evidence_sha256=sha, full=body)
+        store.add_results(run.id, [result])
+        store.add_results(run.id, [result])  # the same batch twice: one row
+        store.finish_run(run.id, "successful", ended_at=T0, rc=0)
+        assert evidence.load(store, sha) == body
+        assert not (tmp_path / "evidence").exists()
+    good = CliRunner().invoke(app, ["verify", "--state-dir", str(tmp_path)])
+    assert good.exit_code == 0 and "1 evidence reports checked" in good.output, good.output
+    with Store.open(None, tmp_path) as store, store.session() as session:
+        session.execute(
+            text("UPDATE evidence SET body = :b"), {"b": body.replace(b"drop", b"dros")}
+        )
+    bad = CliRunner().invoke(app, ["verify", "--state-dir", str(tmp_path)])
+    assert bad.exit_code == 1 and f"stored evidence {sha}" in bad.output, bad.output
+    with Store.open(None, tmp_path) as store:
+        counts = store.prune(T0 + dt.timedelta(days=1))
+        # The run holds the newest result of host1 x FW-001: it stays, and so does its report.
+        assert (counts["runs"], counts["evidence"]) == (0, 0)
+        with store.session() as session:
+            session.execute(text("DELETE FROM results"))
+        assert store.prune(T0 + dt.timedelta(days=1))["evidence"] == 1
+        assert evidence.load(store, sha) is None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
 
+from opsrunner.runner import evidence
 from opsrunner.store import (
     HostRecord,
     LockBusy,
@@ -51,7 +54,7 @@ def test_migrations_create_every_table(store: Store) -> None:
         "survey_responses",
         "task_timings",
     } <= tables
-    assert store.schema_revision() == "0006"
+    assert store.schema_revision() == "0007"
 
 
 def test_reopening_migrates_nothing_and_keeps_data(store: Store, tmp_path: Path) -> None:
@@ -201,7 +204,7 @@ def test_prune_keeps_the_latest_evidence_of_every_control(store: Store) -> None:
     assert store.prune(cutoff, dry_run=True)["runs"] == 1
     counts = store.prune(cutoff)
     # "first" still holds the only ACC-001 evidence, so it stays; "second" is superseded.
-    assert counts == {"runs": 1, "results": 1, "samples": 1, "kept_runs": 1}
+    assert counts == {"runs": 1, "results": 1, "samples": 1, "kept_runs": 1, "evidence": 0}
     assert {r.ident for r in store.list_runs()} == {"first", "recent"}
     assert len(store.samples()) == 1
 
@@ -209,13 +212,18 @@ def test_prune_keeps_the_latest_evidence_of_every_control(store: Store) -> None:
 def test_export_import_roundtrip_is_idempotent(store: Store, tmp_path: Path) -> None:
     run = _run(store, "r1")
     assert run.id
-    store.add_results(run.id, [_result("h1", "FW-001", "fail", data={"ports": [23]})])
+    full = b'{"checks": [{"evidence": "port 23 open \xe2\x80\xa6"}]}'
+    sha = hashlib.sha256(full).hexdigest()
+    result = _result("h1", "FW-001", "fail", data={"ports": [23]})
+    result = dataclasses.replace(result, evidence_sha256=sha, full=full)
+    store.add_results(run.id, [result])
     store.set_hosts(run.id, [HostRecord("h1")])
     store.finish_run(run.id, "failed", ended_at=T0 + dt.timedelta(minutes=3))
     store.add_samples([SampleRecord("h1", T0, ok=False, error="timeout")])
     dump = tmp_path / "export.jsonl"
     counts = store.export(dump)
     assert counts["runs"] == 1 and counts["results"] == 1 and counts["samples"] == 1
+    assert counts["evidence"] == 1
 
     target = Store.open(None, tmp_path / "other")
     try:
@@ -227,6 +235,7 @@ def test_export_import_roundtrip_is_idempotent(store: Store, tmp_path: Path) -> 
         assert copied.status == "failed" and copied.ended_at == T0 + dt.timedelta(minutes=3)
         assert copied.id is not None
         assert [r.data for r in target.results(copied.id)] == [{"ports": [23]}]
+        assert first["evidence"] == 1 and evidence.load(target, sha) == full
     finally:
         target.close()
 

@@ -50,7 +50,7 @@ def test_writer_and_reporter_roles(pg_url: str, tmp_path: Path) -> None:
     base = f"postgresql://{{}}@127.0.0.1:{url.port}/opsrunner"
     now = dt.datetime.now(dt.UTC)
     with Store.open(base.format("opsrunner_writer:w-secret"), tmp_path) as writer:
-        assert writer.schema_revision() == "0006"
+        assert writer.schema_revision() == "0007"
         writer.begin_run(RunRecord(ident="r1", mode="audit", status="running", started_at=now))
         with writer.lock("policy|inventory"):
             pass

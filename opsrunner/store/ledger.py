@@ -91,14 +91,22 @@ _HOST_FIELDS = ("host", "reachable", "reason", "groups", "stats")
 
 def run_content(session: Session, run: Run) -> dict[str, Any]:
     """What a run's ledger digest covers: the run row, its hosts and every result, as stored."""
-    results = session.scalars(
-        select(Result).where(Result.run_id == run.id).order_by(Result.host, Result.control_id)
+    # Plain rows, not ORM objects: the same values, without building an object per result
+    # (finish_run digests a whole run under the write lock).
+    results = session.execute(
+        select(*(getattr(Result, name) for name in _RESULT_FIELDS))
+        .where(Result.run_id == run.id)
+        .order_by(Result.host, Result.control_id)
     )
-    hosts = session.scalars(select(RunHost).where(RunHost.run_id == run.id).order_by(RunHost.host))
+    hosts = session.execute(
+        select(*(getattr(RunHost, name) for name in _HOST_FIELDS))
+        .where(RunHost.run_id == run.id)
+        .order_by(RunHost.host)
+    )
     return {
         "run": {name: getattr(run, name) for name in _RUN_FIELDS},
-        "hosts": [{name: getattr(h, name) for name in _HOST_FIELDS} for h in hosts],
-        "results": [{name: getattr(r, name) for name in _RESULT_FIELDS} for r in results],
+        "hosts": [dict(zip(_HOST_FIELDS, row, strict=True)) for row in hosts],
+        "results": [dict(zip(_RESULT_FIELDS, row, strict=True)) for row in results],
     }
 
 

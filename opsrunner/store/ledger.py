@@ -245,6 +245,24 @@ def check_chain(
     return good, None
 
 
+def chain_holds(session: Session) -> bool:
+    """The open-time check: every entry's body hashes to its sha256 and links to the one
+    before, seqs without a gap. Plain rows and one hash each (no JSON parsing): cheap however
+    long the chain. What it does not look at (canonical form, the body's own seq and prev, the
+    stored results) `check_chain` and `verify` do."""
+    prev, expected = GENESIS, 1
+    rows = session.execute(
+        select(LedgerEntry.seq, LedgerEntry.prev, LedgerEntry.body, LedgerEntry.sha256).order_by(
+            LedgerEntry.seq
+        )
+    )
+    for seq, link, body, digest in rows:
+        if seq != expected or link != prev or sha256(body.encode("utf-8")) != digest:
+            return False
+        prev, expected = digest, seq + 1
+    return True
+
+
 def _entry_problem(entry: LedgerEntry, prev: str, expected: int) -> Problem | None:
     def bad(message: str) -> Problem:
         return Problem(entry.seq, entry.run_ident, message)
@@ -324,6 +342,7 @@ __all__ = [
     "Report",
     "adopt",
     "canonical",
+    "chain_holds",
     "check_chain",
     "record_prune",
     "record_run",

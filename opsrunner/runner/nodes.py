@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from opsrunner import config, paths
 from opsrunner.policy.safeyaml import YamlProblem, load_file, render_path
+from opsrunner.runner import artifacts
 from opsrunner.runner import scope as scoping
 from opsrunner.runner.events import Collector
 from opsrunner.runner.progress import Reporter
@@ -687,7 +688,13 @@ def _execute(
         collector = Collector(config.state_dir(settings), wanted)
         sl = Slice(node=node, hosts=chunk, ident=f"{record.ident}.{node.name}", collector=collector)
         streamer = _SliceStreamer(
-            shared, store, started.id, collector, reporter, settings.batch_size
+            shared,
+            store,
+            started.id,
+            collector,
+            reporter,
+            settings.batch_size,
+            keeper=artifacts.Keeper(private / "artifacts" / sl.ident),
         )
         slices.append(sl)
         log(f"node {node.name}: {len(chunk)} host(s) {', '.join(chunk)}")
@@ -797,6 +804,8 @@ def _finish(
             ]
         streamer.write(missing)
         host_records += collector.host_records({h: hosts[h] for h in sl.hosts if h in hosts})
+        if run.artifact_dir:  # the node's artifacts came back whole: events, console text
+            artifacts.scrub(Path(run.artifact_dir).parent / sl.ident)
         stats.update({h: dict(s.stats) for h, s in collector.hosts.items() if s.stats})
     store.set_hosts(run.id, host_records)
     stats[SLICES_KEY] = [sl.summary() for sl in slices]

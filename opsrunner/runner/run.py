@@ -26,7 +26,7 @@ import ansible_runner  # type: ignore[import-untyped]
 import yaml
 
 from opsrunner import config, paths
-from opsrunner.runner import mitogen, timing
+from opsrunner.runner import artifacts, mitogen, timing
 from opsrunner.runner import scope as scoping
 from opsrunner.runner.events import CONTROL_ID, Collector, read_artifact_events
 from opsrunner.runner.progress import NullReporter, Reporter
@@ -271,8 +271,10 @@ class _Streamer:
         reporter: Reporter,
         batch: int,
         max_wait: float = 1.0,
+        keeper: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
+        self.keeper = keeper
         self.run_id = run_id
         self.collector = collector
         self.reporter = reporter
@@ -308,8 +310,11 @@ class _Streamer:
             or time.monotonic() - self.last_flush > self.max_wait
         ):
             self.flush()
-        # True keeps the event in ansible-runner's artifacts: the recovery path.
-        return True
+        if self.keeper is None:
+            return True  # ansible-runner keeps the whole event in its artifacts
+        # The recovery path keeps only what re-import needs, no task output (runner.artifacts).
+        self.keeper(event)
+        return False
 
     def flush(self) -> None:
         """Write the final results waiting (one transaction per batch) and report each once."""
@@ -538,7 +543,14 @@ def _execute(
         encoding="utf-8",
     )
     collector = Collector(config.state_dir(settings), wanted)
-    streamer = _Streamer(store, started.id, collector, reporter, settings.batch_size)
+    streamer = _Streamer(
+        store,
+        started.id,
+        collector,
+        reporter,
+        settings.batch_size,
+        keeper=artifacts.Keeper(Path(record.artifact_dir)),
+    )
     reporter.start(started, sum(len(v) for v in in_scope.values()), len(hosts))
     if selected_roles is not None:
         playbook = _site_playbook(private, selected_roles)
@@ -571,7 +583,8 @@ def _execute(
                 cancel_callback=cancel.is_set,
                 timeout=settings.run_timeout or None,
                 quiet=True,
-                settings={"suppress_ansible_output": True},
+                # No console text on disk: the keeper writes Ansible's warnings and errors.
+                settings={"suppress_ansible_output": True, "suppress_output_file": True},
             )
         runner_status, rc = str(result.status), result.rc
     except BaseException as exc:
@@ -653,6 +666,7 @@ def _finish(
     )
     store.set_hosts(run.id, collector.host_records(hosts))
     if run.artifact_dir:  # Ansible writes its fact cache 0644 whatever the umask
+        artifacts.scrub(Path(run.artifact_dir))  # what a crash or another writer left whole
         paths.tighten_tree(Path(run.artifact_dir).parents[1])
     timings.set_timings(store, run.id, streamer.timings.records())
     stats = {h: dict(s.stats) for h, s in collector.hosts.items() if s.stats}

@@ -91,14 +91,22 @@ _HOST_FIELDS = ("host", "reachable", "reason", "groups", "stats")
 
 def run_content(session: Session, run: Run) -> dict[str, Any]:
     """What a run's ledger digest covers: the run row, its hosts and every result, as stored."""
-    results = session.scalars(
-        select(Result).where(Result.run_id == run.id).order_by(Result.host, Result.control_id)
+    # Plain rows, not ORM objects: the same values, without building an object per result
+    # (finish_run digests a whole run under the write lock).
+    results = session.execute(
+        select(*(getattr(Result, name) for name in _RESULT_FIELDS))
+        .where(Result.run_id == run.id)
+        .order_by(Result.host, Result.control_id)
     )
-    hosts = session.scalars(select(RunHost).where(RunHost.run_id == run.id).order_by(RunHost.host))
+    hosts = session.execute(
+        select(*(getattr(RunHost, name) for name in _HOST_FIELDS))
+        .where(RunHost.run_id == run.id)
+        .order_by(RunHost.host)
+    )
     return {
         "run": {name: getattr(run, name) for name in _RUN_FIELDS},
-        "hosts": [{name: getattr(h, name) for name in _HOST_FIELDS} for h in hosts],
-        "results": [{name: getattr(r, name) for name in _RESULT_FIELDS} for r in results],
+        "hosts": [dict(zip(_HOST_FIELDS, row, strict=True)) for row in hosts],
+        "results": [dict(zip(_RESULT_FIELDS, row, strict=True)) for row in results],
     }
 
 
@@ -237,6 +245,24 @@ def check_chain(
     return good, None
 
 
+def chain_holds(session: Session) -> bool:
+    """The open-time check: every entry's body hashes to its sha256 and links to the one
+    before, seqs without a gap. Plain rows and one hash each (no JSON parsing): cheap however
+    long the chain. What it does not look at (canonical form, the body's own seq and prev, the
+    stored results) `check_chain` and `verify` do."""
+    prev, expected = GENESIS, 1
+    rows = session.execute(
+        select(LedgerEntry.seq, LedgerEntry.prev, LedgerEntry.body, LedgerEntry.sha256).order_by(
+            LedgerEntry.seq
+        )
+    )
+    for seq, link, body, digest in rows:
+        if seq != expected or link != prev or sha256(body.encode("utf-8")) != digest:
+            return False
+        prev, expected = digest, seq + 1
+    return True
+
+
 def _entry_problem(entry: LedgerEntry, prev: str, expected: int) -> Problem | None:
     def bad(message: str) -> Problem:
         return Problem(entry.seq, entry.run_ident, message)
@@ -316,6 +342,7 @@ __all__ = [
     "Report",
     "adopt",
     "canonical",
+    "chain_holds",
     "check_chain",
     "record_prune",
     "record_run",

@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsrunner import paths
+from opsrunner.store import checked, ledger, migrations
 from opsrunner.store import evidence as stored_evidence
-from opsrunner.store import ledger, migrations
 from opsrunner.store.bulk import BulkInsert
 from opsrunner.store.models import (
     Alert,
@@ -206,9 +206,14 @@ class Store:
             raise StoreError(f"--store {url}: only sqlite and postgresql stores are supported")
         store = cls(engine, state)
         shown = parsed.render_as_string(hide_password=True)
+        stamp = None
         if parsed.get_backend_name() == "sqlite":
-            problem = store.integrity_problem()
+            if database and database != ":memory:":
+                stamp = checked.Stamp(Path(database))  # unchanged since a clean check: skip it
+            problem = "" if stamp is not None and stamp.unchanged() else store.integrity_problem()
             if problem:
+                if stamp is not None:
+                    stamp.forget()
                 engine.dispose()
                 raise StoreError(
                     f"store {shown} is corrupted ({problem}); opsrunner refuses to write to it. "
@@ -221,6 +226,10 @@ class Store:
         except Exception as exc:
             engine.dispose()
             raise StoreError(f"cannot open store {shown}: {exc}") from exc
+        if stamp is not None and store.refuse_writes:
+            stamp.forget()
+        elif stamp is not None:
+            stamp.save()
         return store
 
     def _open_ledger(self) -> None:
@@ -235,7 +244,8 @@ class Store:
             with self._write() as session:
                 ledger.adopt(session)
         with self.session() as session:
-            _good, problem = ledger.check_chain(session)
+            # The full walk only names what the cheap check found broken (`opsrunner verify`).
+            problem = None if ledger.chain_holds(session) else ledger.check_chain(session)[1]
         if problem is not None:
             self.refuse_writes = str(problem)
 

@@ -14,7 +14,7 @@ from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-unty
 
 DOCUMENTATION = r"""
 ---
-module: account_probe
+module: account_cleanup_probe
 short_description: Compare local accounts, keys, sudo rules and PAM settings with the roster
 description:
   - Reads passwd, shadow, group, every account's authorized_keys, crontabs, processes,

@@ -1,46 +1,64 @@
 #!/usr/bin/python
-"""Tell for each path whether it lies on encrypted storage (dm-crypt or encrypting fs)."""
+"""Read-only probe of sshd's effective settings, the connection's groups and storage encryption."""
 
 from __future__ import annotations
 
 # Ansible modules keep Ansible's os.path idiom, as plugins/** does (pyproject ignores PTH there).
+import grp
 import os
+import pwd
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 ---
-module: storage_encryption
-short_description: Report whether paths lie on encrypted storage
+module: secure_transport_probe
+short_description: Read every fact the secure_transport controls judge on the host in one round trip
 description:
-  - For each path, finds the mount that holds it (C(/proc/self/mountinfo)), then follows the
-    mount's block device through C(/sys/dev/block) and its slaves looking for a dm-crypt mapping
-    (device-mapper uuid C(CRYPT-...)); encrypting filesystems (ecryptfs, gocryptfs, encfs, cryfs)
-    count as encrypted too.
-  - C(encrypted) is true, false, or null when the storage cannot show it (no block device behind
-    the mount, e.g. overlay or tmpfs in a container); C(reason) says why.
-  - Read-only, also in check mode.
+  - Runs C(sshd -T) (the effective sshd configuration SSH-001..SSH-005 compare with
+    the policy) and reads the groups of the management connection's user (the SSH
+    lock-out guard of SSH-005).
+  - For each sensitive path (ENC-001), finds the mount that holds it
+    (C(/proc/self/mountinfo)), then follows the mount's block device through
+    C(/sys/dev/block) and its slaves looking for a dm-crypt mapping (device-mapper
+    uuid C(CRYPT-...)); encrypting filesystems (ecryptfs, gocryptfs, encfs, cryfs)
+    count as encrypted too. C(encrypted) is true, false, or null when the storage
+    cannot show it (no block device behind the mount, e.g. overlay or tmpfs in a
+    container); C(reason) says why.
+  - Never changes the host; safe in check mode. A broken C(sshd -T) is reported
+    (C(sshd_error)), never a module failure, so the other controls still report.
 options:
+  sshd_binary:
+    description: Path of sshd; empty skips the sshd probe.
+    type: str
+    default: /usr/sbin/sshd
   paths:
-    description: Paths to examine.
+    description: Sensitive paths to examine.
     type: list
     elements: str
-    required: true
+    default: []
+author: opsrunner
 """
 
 RETURN = r"""
-paths:
-  description: One entry per path (path
-  exists: null
-  mount: null
-  fstype: null
-  source: null
-  device: null
-  encrypted: null
-  reason).: null
+sshd_lines:
+  description: The lines of C(sshd -T) (empty when it failed or was not asked for).
   type: list
-  returned: always
+sshd_error:
+  description: Why C(sshd -T) failed ('' when it answered).
+  type: str
+user:
+  description: The user the module ran as (the management connection's, after become).
+  type: str
+groups:
+  description: The names of that user's groups (as C(id -Gn) prints them).
+  type: list
+paths:
+  description: >-
+    One entry per sensitive path with path, exists, mount, fstype, source, device,
+    encrypted (true, false or null) and reason.
+  type: list
 """
 
 _ENCRYPTING_FS = ("ecryptfs", "fuse.gocryptfs", "fuse.encfs", "fuse.cryfs")
@@ -139,13 +157,52 @@ def examine(path: str, mounts: list[dict[str, str]]) -> dict[str, Any]:
     return entry
 
 
+def _groups() -> tuple[str, list[str]]:
+    """The user the module runs as and its groups, primary first (as `id -Gn`)."""
+    uid, gid = os.geteuid(), os.getegid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    names = []
+    for number in [gid] + [g for g in os.getgroups() if g != gid]:
+        try:
+            names.append(grp.getgrgid(number).gr_name)
+        except KeyError:
+            names.append(str(number))
+    return user, names
+
+
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={"paths": {"type": "list", "elements": "str", "required": True}},
+        argument_spec={
+            "sshd_binary": {"type": "str", "default": "/usr/sbin/sshd"},
+            "paths": {"type": "list", "elements": "str", "default": []},
+        },
         supports_check_mode=True,
     )
-    mounts = _mounts()
-    module.exit_json(changed=False, paths=[examine(p, mounts) for p in module.params["paths"]])
+    lines: list[str] = []
+    error = ""
+    sshd = module.params["sshd_binary"]
+    if sshd and not os.access(sshd, os.X_OK):
+        error = "sshd -T failed: %s is not an executable on this host" % sshd
+    elif sshd:
+        rc, out, err = module.run_command([sshd, "-T"])
+        if rc == 0:
+            lines = out.splitlines()
+        else:
+            error = "sshd -T failed: " + (err.strip() or out.strip() or "rc=%d" % rc)
+    user, groups = _groups()
+    paths = module.params["paths"]
+    mounts = _mounts() if paths else []
+    module.exit_json(
+        changed=False,
+        sshd_lines=lines,
+        sshd_error=error,
+        user=user,
+        groups=groups,
+        paths=[examine(p, mounts) for p in paths],
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ options:
     description: nftables table of the fail2ban nftables actions (family inet).
     type: str
     default: f2b-table
-  packages: {description: Packages that must be installed (empty, not asked)., type: list,
+  packages: {description: "Packages that must be installed (empty: not asked).", type: list,
              elements: str, default: []}
   service: {description: "Service that must be enabled and active (empty: not asked).", type: str,
             default: ""}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pwd
+import shutil
 import stat
 from typing import Any
 
@@ -27,44 +30,90 @@ description:
   snapshots, runs C(restic check) and a dry-run of the retention policy, and reads the last
   restore-test record. Never changes the host (no repository lock, no cache); safe in check
   mode.
-- Returns one verdict per control (C(ok), C(problems), C(data)).
+- Returns one verdict per control (C(ok), C(problems), C(data)) and, for BAK-001 and BAK-002,
+  the set-up drift that enforce would remediate (C(setup)): the audit's single round trip.
+- With C(side=target) (delegated to the backup target) it reads only the target's half of the
+  off-site route for one client - the account, its private directories, the client's
+  authorised key line and the target's SSH host key - and returns it as C(target).
 options:
+  side:
+    type: str
+    default: client
+    choices: [client, target]
+    description: C(client) judges this host's backups; C(target) reads the backup target's side.
+  client:
+    type: str
+    default: ''
+    description: Inventory name of the client (its key comment is C(opsrunner-backup@<client>)).
+  target_user:
+    type: str
+    default: ''
+    description: Off-site account on the backup target (side=target).
+  target_base_dir:
+    type: str
+    default: ''
+    description: Off-site base directory on the backup target (side=target).
+  private_dirs:
+    type: list
+    elements: str
+    default: []
+    description: Directories that must exist, owned by root and mode 0700 (BAK-001 set-up).
+  config_dir:
+    type: str
+    default: ''
+    description: The role's configuration directory (SSH key, known_hosts, ssh_config).
+  password_sha1:
+    type: str
+    default: ''
+    description: SHA-1 of the repository secret the controller has; empty when it has none.
+  known_hosts:
+    type: str
+    default: ''
+    description: Expected content of the pinned known_hosts file; empty skips the comparison.
+  ssh_config:
+    type: str
+    default: ''
+    description: Expected content of the SSH route file.
+  target_authorized_line:
+    type: str
+    default: ''
+    description: The line the backup target holds for this client (from side=target).
   password_file:
     type: str
-    required: true
+    default: ''
     description: File holding the repository password.
   local_repo:
     type: str
-    required: true
+    default: ''
     description: Local repository path.
   offsite_repo:
     type: str
-    required: true
+    default: ''
     description: Off-site repository URL (sftp).
   sftp_command:
     type: str
-    required: true
+    default: ''
     description: SSH command restic uses for the off-site repository.
   sets:
     type: list
     elements: str
-    required: true
+    default: []
     description: Backup set names of this host.
   full_max_age_hours:
     type: float
-    required: true
+    default: 0
     description: Oldest acceptable full backup.
   incremental_max_age_hours:
     type: float
-    required: true
+    default: 0
     description: Oldest acceptable latest backup of any kind.
   offsite_max_age_hours:
     type: float
-    required: true
+    default: 0
     description: Oldest acceptable off-site copy.
   retention:
     type: dict
-    required: true
+    default: {}
     description: "Retention counts: keep_daily, keep_weekly, keep_monthly."
   check_read_data_subset:
     type: str
@@ -72,24 +121,24 @@ options:
     description: restic check --read-data-subset value; empty reads no data.
   state_dir:
     type: str
-    required: true
+    default: ''
     description: The role's state directory on the host.
   restore_max_age_days:
     type: float
-    required: true
+    default: 0
     description: Oldest acceptable passed restore test.
   rto_target_minutes:
     type: float
-    required: true
+    default: 0
     description: Longest acceptable measured restore time.
   rpo_target_hours:
     type: float
-    required: true
+    default: 0
     description: Oldest acceptable snapshot at restore time.
   controls:
     type: list
     elements: str
-    required: true
+    default: []
     description: Control ids to evaluate.
 author: opsrunner
 """
@@ -98,7 +147,15 @@ RETURN = r"""
 controls:
   description: Control id to its verdict (ok, problems, evidence, data, error).
   type: dict
-  returned: always
+  returned: side=client
+setup:
+  description: "BAK-001 and BAK-002 to the list of set-up differences enforce would remediate."
+  type: dict
+  returned: side=client
+target:
+  description: "The target's side: drift (list), authorized_line, host_key."
+  type: dict
+  returned: side=target
 """
 
 
@@ -131,28 +188,155 @@ def _password_file(path: str) -> list[str]:
     return problems
 
 
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _owned_file(path: str, uid: int, gid: int, mode: int, kind: str = "file") -> str:
+    """Why path is not a kind owned by uid:gid with exactly mode ('' when it is)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return f"{kind} {path} is missing"
+    want_dir = kind == "directory"
+    if stat.S_ISDIR(info.st_mode) != want_dir:
+        return f"{path} is not a {kind}"
+    got = stat.S_IMODE(info.st_mode)
+    if got != mode or info.st_uid != uid or info.st_gid != gid:
+        return (
+            f"{kind} {path} is {info.st_uid}:{info.st_gid} {got:04o}, want {uid}:{gid} {mode:04o}"
+        )
+    return ""
+
+
+def _sha1(path: str) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha1(handle.read()).hexdigest()  # noqa: S324 - Ansible's copy checksum
+    except OSError:
+        return None
+
+
+def _authorized_line(pubkey: str, client: str) -> str:
+    """The backup target's line for this client's key: sftp only, nothing else."""
+    key = " ".join(pubkey.split()[0:2])
+    return f'restrict,command="internal-sftp" {key} opsrunner-backup@{client}'
+
+
+def _client_setup(p: dict[str, Any], local_ok: bool) -> dict[str, Any]:
+    """What enforce's BAK-001 and BAK-002 set-up tasks would change on this host."""
+    bak_001: list[str] = []
+    if shutil.which("restic") is None:
+        bak_001.append("restic is not installed")
+    bak_001 += [why for d in p["private_dirs"] if (why := _owned_file(d, 0, 0, 0o700, "directory"))]
+    pw = p["password_file"]
+    rotate = False
+    if os.path.exists(pw):
+        why = _owned_file(pw, 0, 0, 0o600)
+        if why:
+            bak_001.append(why)
+        if p["password_sha1"] and _sha1(pw) != p["password_sha1"]:
+            # enforce never overwrites the key of a repository that opens: rotate instead
+            if local_ok:
+                rotate = True
+            else:
+                bak_001.append(f"password file {pw} differs from the secret given")
+    elif p["password_sha1"]:
+        bak_001.append(f"password file {pw} is missing")
+    if not local_ok:
+        bak_001.append(f"local repository {p['local_repo']} is not initialised")
+
+    bak_002: list[str] = []
+    cfg = p["config_dir"]
+    if cfg:
+        why = _owned_file(cfg, 0, 0, 0o700, "directory")
+        if why:
+            bak_002.append(why)
+        pubkey = _read(os.path.join(cfg, "id_ed25519.pub"))
+        if not os.path.exists(os.path.join(cfg, "id_ed25519")) or pubkey is None:
+            bak_002.append(f"no backup SSH key {cfg}/id_ed25519")
+        elif p["target_authorized_line"].strip() != _authorized_line(pubkey, p["client"]):
+            bak_002.append("the backup target does not accept this host's key for sftp only")
+        for name, want in (("known_hosts", p["known_hosts"]), ("ssh_config", p["ssh_config"])):
+            path = os.path.join(cfg, name)
+            why = _owned_file(path, 0, 0, 0o600)
+            if why:
+                bak_002.append(why)
+            elif want and (_read(path) or "").rstrip("\n") != want.rstrip("\n"):
+                bak_002.append(f"{path} differs from the policy")
+    return {"BAK-001": bak_001, "BAK-002": bak_002, "rotate": rotate}
+
+
+def _target_side(p: dict[str, Any]) -> dict[str, Any]:
+    """The backup target's half of one client's off-site route, read only."""
+    drift: list[str] = []
+    user, base = p["target_user"], p["target_base_dir"]
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        account = None
+        drift.append(f"off-site account {user} is missing")
+    if account is not None:
+        if account.pw_dir != base or account.pw_shell != "/usr/sbin/nologin":
+            drift.append(f"off-site account {user}: home {account.pw_dir}, {account.pw_shell}")
+        for d in (base, f"{base}/.ssh", f"{base}/{p['client']}"):
+            why = _owned_file(d, account.pw_uid, account.pw_gid, 0o700, "directory")
+            if why:
+                drift.append(why)
+    keys = f"{base}/.ssh/authorized_keys"
+    text = _read(keys)
+    suffix = f" opsrunner-backup@{p['client']}"
+    line = next((ln for ln in (text or "").splitlines() if ln.endswith(suffix)), "")
+    if account is not None and text is not None:
+        why = _owned_file(keys, account.pw_uid, account.pw_gid, 0o600)
+        if why:
+            drift.append(why)
+    host_key = " ".join((_read("/etc/ssh/ssh_host_ed25519_key.pub") or "").split()[0:2])
+    return {"drift": drift, "authorized_line": line, "host_key": host_key}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "password_file": {"type": "str", "required": True, "no_log": False},
-            "local_repo": {"type": "str", "required": True},
-            "offsite_repo": {"type": "str", "required": True},
-            "sftp_command": {"type": "str", "required": True},
-            "sets": {"type": "list", "elements": "str", "required": True},
-            "full_max_age_hours": {"type": "float", "required": True},
-            "incremental_max_age_hours": {"type": "float", "required": True},
-            "offsite_max_age_hours": {"type": "float", "required": True},
-            "retention": {"type": "dict", "required": True},
+            "side": {"type": "str", "default": "client", "choices": ["client", "target"]},
+            "client": {"type": "str", "default": ""},
+            "target_user": {"type": "str", "default": ""},
+            "target_base_dir": {"type": "str", "default": ""},
+            "private_dirs": {"type": "list", "elements": "str", "default": []},
+            "config_dir": {"type": "str", "default": ""},
+            "password_sha1": {"type": "str", "default": "", "no_log": True},
+            "known_hosts": {"type": "str", "default": ""},
+            "ssh_config": {"type": "str", "default": ""},
+            "target_authorized_line": {"type": "str", "default": ""},
+            "password_file": {"type": "str", "default": "", "no_log": False},
+            "local_repo": {"type": "str", "default": ""},
+            "offsite_repo": {"type": "str", "default": ""},
+            "sftp_command": {"type": "str", "default": ""},
+            "sets": {"type": "list", "elements": "str", "default": []},
+            "full_max_age_hours": {"type": "float", "default": 0},
+            "incremental_max_age_hours": {"type": "float", "default": 0},
+            "offsite_max_age_hours": {"type": "float", "default": 0},
+            "retention": {"type": "dict", "default": {}},
             "check_read_data_subset": {"type": "str", "default": ""},
-            "state_dir": {"type": "str", "required": True},
-            "restore_max_age_days": {"type": "float", "required": True},
-            "rto_target_minutes": {"type": "float", "required": True},
-            "rpo_target_hours": {"type": "float", "required": True},
-            "controls": {"type": "list", "elements": "str", "required": True},
+            "state_dir": {"type": "str", "default": ""},
+            "restore_max_age_days": {"type": "float", "default": 0},
+            "rto_target_minutes": {"type": "float", "default": 0},
+            "rpo_target_hours": {"type": "float", "default": 0},
+            "controls": {"type": "list", "elements": "str", "default": []},
         },
+        required_if=[
+            ("side", "target", ("client", "target_user", "target_base_dir")),
+            ("side", "client", ("password_file", "local_repo", "offsite_repo", "sftp_command")),
+        ],
         supports_check_mode=True,
     )
     p = module.params
+    if p["side"] == "target":
+        module.exit_json(changed=False, target=_target_side(p), error="")
     wanted = set(p["controls"])
     now = utcnow()
     restic = Restic(module, p["password_file"], p["sftp_command"])
@@ -405,7 +589,7 @@ def main() -> None:
             )
         out["BAK-007"] = _verdict(problems, evidence, data)
 
-    module.exit_json(changed=False, controls=out, error="")
+    module.exit_json(changed=False, controls=out, setup=_client_setup(p, local_ok), error="")
 
 
 if __name__ == "__main__":

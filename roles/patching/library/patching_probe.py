@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Read-only patch state of a Debian host: pending updates, their age, holds, reboot, records."""
+"""Read-only probe of the patching role: pending updates, age, holds, reboot, records, health."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 ---
-module: patching_facts
-short_description: Pending updates, holds, reboot need and patch records, read without changes
+module: patching_probe
+short_description: Pending updates, holds, reboot need, patch records and health, read-only
 description:
   - Reads apt's view of the host with python3-apt. With I(refresh), fresh
     package lists are fetched into a private temporary directory that is removed
@@ -30,6 +30,9 @@ description:
     C(Debian-Security).
   - The age of an update is the time since the C(Date) of the Release file of
     the suite that publishes the candidate (a lower bound of its real age).
+  - With I(health_services) or I(health_checks) it also runs the rollout's health
+    check (C(systemctl is-active) and the group's read-only check commands), so an
+    audit gathers every fact of the role's controls in one round trip. Safe in check mode.
 options:
   refresh:
     {description: Fetch fresh lists into a private directory first., type: bool, default: true}
@@ -41,6 +44,16 @@ options:
     description: Where the role keeps its records.
     type: path
     default: /var/lib/opsrunner/patching
+  health_services:
+    description: Services that must be active (systemctl is-active).
+    type: list
+    elements: str
+    default: []
+  health_checks:
+    description: The group's health checks, each {name, command}; a command is run without a shell.
+    type: list
+    elements: dict
+    default: []
 author: [opsrunner]
 """
 
@@ -50,6 +63,9 @@ held: {description: Packages on hold., type: list}
 reboot_required: {description: Whether /run/reboot-required exists., type: bool}
 boot_marker: {description: boot_id and PID 1's start time (changes on every boot)., type: str}
 last_success: {description: The last successful patch run on record, or null., type: dict}
+health:
+  description: "services: the is-active answer per service line; checks: name, rc, stdout each."
+  type: dict
 """
 
 UTC = _dt.UTC
@@ -166,6 +182,25 @@ def _pending(
     return pending, sorted(held)
 
 
+def _health(module: AnsibleModule) -> dict[str, Any]:
+    """The rollout's health check, read-only: is-active per service, each check's rc and output."""
+    services = module.params["health_services"]
+    lines: list[str] = []
+    if services:
+        _rc, out, _err = module.run_command(["systemctl", "is-active", "--", *services])
+        lines = out.splitlines()
+    checks = []
+    for check in module.params["health_checks"]:
+        try:
+            rc, out, err = module.run_command(
+                str(check.get("command", "")), handle_exceptions=False
+            )
+        except (OSError, ValueError) as exc:  # a missing command fails that check only
+            rc, out, err = 2, "", str(exc)
+        checks.append({"name": str(check.get("name", "")), "rc": rc, "stdout": out, "stderr": err})
+    return {"services": lines, "checks": checks}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -173,6 +208,8 @@ def main() -> None:
             "security_suite_regex": {"type": "str", "default": "-security$"},
             "reboot_packages": {"type": "list", "elements": "str", "default": []},
             "state_dir": {"type": "path", "default": "/var/lib/opsrunner/patching"},
+            "health_services": {"type": "list", "elements": "str", "default": []},
+            "health_checks": {"type": "list", "elements": "dict", "default": []},
         },
         supports_check_mode=True,
     )
@@ -205,6 +242,7 @@ def main() -> None:
     state_dir = Path(module.params["state_dir"])
     module.exit_json(
         changed=False,
+        health=_health(module),
         pending=pending,
         security=[p for p in pending if p["security"]],
         other=[p for p in pending if not p["security"]],

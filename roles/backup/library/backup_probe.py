@@ -31,7 +31,7 @@ description:
   restore-test record. Never changes the host (no repository lock, no cache); safe in check
   mode.
 - Returns one verdict per control (C(ok), C(problems), C(data)) and, for BAK-001 and BAK-002,
-  the set-up drift that enforce would remediate (C(setup)): the audit's single round trip.
+  the set-up drift that enforce would remediate (C(setup)), all in the audit's single round trip.
 - With C(side=target) (delegated to the backup target) it reads only the target's half of the
   off-site route for one client - the account, its private directories, the client's
   authorised key line and the target's SSH host key - and returns it as C(target).

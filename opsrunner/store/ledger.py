@@ -73,7 +73,9 @@ _RUN_FIELDS = (
     "stats",
     "disruptive",
 )
-_RESULT_FIELDS = (
+#: A result's fields, in the order the ledger digests them (and the store binds them, after
+#: run_id).
+RESULT_FIELDS = (
     "host",
     "control_id",
     "status",
@@ -94,7 +96,7 @@ def run_content(session: Session, run: Run) -> dict[str, Any]:
     # Plain rows, not ORM objects: the same values, without building an object per result
     # (finish_run digests a whole run under the write lock).
     results = session.execute(
-        select(*(getattr(Result, name) for name in _RESULT_FIELDS))
+        select(*(getattr(Result, name) for name in RESULT_FIELDS))
         .where(Result.run_id == run.id)
         .order_by(Result.host, Result.control_id)
     )
@@ -106,7 +108,7 @@ def run_content(session: Session, run: Run) -> dict[str, Any]:
     return {
         "run": {name: getattr(run, name) for name in _RUN_FIELDS},
         "hosts": [dict(zip(_HOST_FIELDS, row, strict=True)) for row in hosts],
-        "results": [dict(zip(_RESULT_FIELDS, row, strict=True)) for row in results],
+        "results": [dict(zip(RESULT_FIELDS, row, strict=True)) for row in results],
     }
 
 

@@ -47,20 +47,7 @@ from opsrunner.store.timings import TaskTiming
 
 EXPORT_FORMAT = "opsrunner-store/1"
 # The order of the values `add_results` binds.
-_RESULT_COLUMNS = (
-    "run_id",
-    "host",
-    "control_id",
-    "status",
-    "reason",
-    "evidence",
-    "evidence_sha256",
-    "evidence_truncated",
-    "data",
-    "remediated",
-    "task",
-    "checked_at",
-)
+_RESULT_COLUMNS = ("run_id", *ledger.RESULT_FIELDS)
 _SQLITE_BUSY_MS = 30_000
 
 

@@ -660,9 +660,16 @@ class Store:
         return counts
 
     def evidence_hashes(self) -> set[str]:
-        """Every evidence sha256 that some stored result still points to."""
+        """Every evidence sha256 that a stored result or a change record's test still points to
+        (what `store prune` must keep under <state>/evidence)."""
+        from opsrunner.store.notices import ChangeRecord
+
         with self.session() as session:
-            return {h for h in session.scalars(select(Result.evidence_sha256).distinct()) if h}
+            kept = {h for h in session.scalars(select(Result.evidence_sha256).distinct()) if h}
+            for data in session.scalars(select(ChangeRecord.data)):
+                for test in (data or {}).get("tests", []):
+                    kept.update(f["sha256"] for f in test.get("files", []) if f.get("sha256"))
+            return kept
 
     def export(self, path: Path) -> dict[str, int]:
         """Write every table as JSON lines (portable between SQLite and PostgreSQL)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from opsrunner.notify import changes
+from opsrunner.runner import evidence
 from opsrunner.runner.evidence import evidence_path
 from opsrunner.store import Store
 from tests.unit.notify.helpers import record_run
@@ -99,6 +100,11 @@ def test_change_goes_from_plan_to_evaluation_with_its_evidence(
     counted = changes.summary(store, T0 - dt.timedelta(days=1), T0 + dt.timedelta(days=5))
     assert counted["changes"] == 1 and counted["outcomes"]["successful"] == 1
     assert counted["patching_outside_changes"] == [before.ident]
+
+    # `store prune` removes evidence files no result points to, never a change's test evidence.
+    assert digest in store.evidence_hashes()
+    assert evidence.prune_files(store.state_dir, store.evidence_hashes()) == 0
+    assert evidence_path(store.state_dir, digest).is_file()
 
 
 def test_steps_out_of_order_and_bad_input_are_refused(store: Store) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from opsrunner.lab.core import Lab
+from tests import molecule_background
 from tests.lab_helpers import leftovers, network_problems
 
 #: The fault matrix: `fault_record` and the `faults` summary line (issue 15).
@@ -26,6 +27,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "lab" in item.keywords or "molecule" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the selected molecule scenarios in the background (tests/molecule_background.py)."""
+    if os.geteuid() != 0 or os.environ.get("OPSRUNNER_MOLECULE_BACKGROUND", "1") == "0":
+        return
+    if session.config.getoption("collectonly"):
+        return
+    scenarios = [
+        item.callspec.params["scenario"]
+        for item in session.items
+        if getattr(item, "originalname", "") == "test_molecule_scenario"
+        and not item.get_closest_marker("skip")
+    ]
+    if scenarios:
+        molecule_background.start(scenarios)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop molecule scenarios still queued or running (an interrupted or failed-fast run)."""
+    molecule_background.stop()
 
 
 @pytest.fixture(scope="session")
